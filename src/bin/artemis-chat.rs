@@ -1,0 +1,1 @@
+fn main() { println!("{}", artemis_gguf::llama::system_info()); }
