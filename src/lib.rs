@@ -1,3 +1,19 @@
 //! artemis-gguf: Artemis (Schneewolf Labs A3) checkpoints to llama.cpp GGUF, quantization and chat.
+//!
+//! Stages, in data-flow order: `checkpoint` (+ `config`) → `decoder` / `mmproj` / `vocab`
+//! mappings → `plan` → `convert` (which drives `encode` and the `gguf` writer). `llama` is the
+//! vendored llama.cpp as seen from Rust.
 
+pub mod checkpoint;
+pub mod cleanup;
+pub mod config;
+pub mod convert;
+pub mod decoder;
+pub mod encode;
+pub mod engine;
+pub mod gguf;
 pub mod llama;
+pub mod mmproj;
+pub mod plan;
+#[path = "vocab_stub.rs"]
+pub mod vocab;

@@ -1,1 +1,110 @@
-fn main() { println!("{}", artemis_gguf::llama::system_info()); }
+//! artemis-convert: Artemis / Mistral safetensors checkpoint → decoder GGUF + Artemis mmproj GGUF.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use artemis_gguf::convert::{self, ConvertOptions, OutTypeArg};
+use artemis_gguf::plan::FileKind;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Target {
+    Gguf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Only {
+    Decoder,
+    Mmproj,
+}
+
+/// Convert an Artemis (A3 / A3-Instruct) or Mistral-family safetensors checkpoint to llama.cpp GGUF.
+///
+/// A full Artemis checkpoint gives two files: `<name>-<type>.gguf` (decoder) and
+/// `mmproj-<name>-<type>.gguf` (vision tower + merger + Artemis projector).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Output format.
+    #[arg(long = "to", value_enum, default_value = "gguf")]
+    to: Target,
+    /// Checkpoint directory (config.json + safetensors, single-file or sharded).
+    ckpt_dir: PathBuf,
+    /// Output directory.
+    #[arg(short = 'o', long = "outdir", default_value = ".")]
+    out_dir: PathBuf,
+    /// Tensor type for matrices: auto (the checkpoint's 16-bit type), f32, f16, bf16, q8_0.
+    #[arg(long, default_value = "auto")]
+    outtype: OutTypeArg,
+    /// Tensor type for the mmproj's matrices (default: --outtype).
+    #[arg(long)]
+    mmproj_outtype: Option<OutTypeArg>,
+    /// Write only one of the two files.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Model name used in file names and general.name (default: the directory name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print every output tensor and metadata key, and the output sizes, without writing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Worker threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Overwrite existing output files.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar.
+    #[arg(short, long)]
+    quiet: bool,
+    /// After writing, re-read every tensor and compare it with the checkpoint.
+    #[arg(long)]
+    verify: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let _ = ctrlc::set_handler(|| {
+        artemis_gguf::cleanup::remove_all();
+        eprintln!("artemis-convert: interrupted; temporary files removed");
+        std::process::exit(130);
+    });
+    let Target::Gguf = args.to;
+    let opts = ConvertOptions {
+        out_dir: args.out_dir.clone(),
+        outtype: args.outtype,
+        mmproj_outtype: args.mmproj_outtype,
+        only: args.only.map(|o| match o {
+            Only::Decoder => FileKind::Decoder,
+            Only::Mmproj => FileKind::Mmproj,
+        }),
+        name: args.name,
+        dry_run: args.dry_run,
+        threads: args.threads,
+        force: args.force,
+        quiet: args.quiet,
+        verify: args.verify,
+    };
+    let started = std::time::Instant::now();
+    match convert::convert(&args.ckpt_dir, &opts) {
+        Ok(report) => {
+            if args.dry_run {
+                print!("{}", convert::describe(&report.plan, &args.out_dir));
+            } else {
+                for p in &report.written {
+                    let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                    println!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+                }
+                if !args.quiet {
+                    eprintln!("converted in {:.1} s{}", started.elapsed().as_secs_f64(), if args.verify { ", verified" } else { "" });
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("artemis-convert: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! artemis-convert: checkpoint → plans (decoder, mmproj, vocab) → GGUF files, streamed one tensor
+//! at a time through a bounded window, written atomically.
+
+use std::collections::BTreeSet;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, SrcDtype};
+use crate::config::{self, ConfigError, ModelKind, Preprocessor, TextConfig, VisionConfig};
+use crate::decoder::{self, MappingError};
+use crate::encode;
+use crate::gguf::{align_up, AtomicFile, GgmlType, GgufError, GgufFile, GgufHeader, MetaValue};
+use crate::mmproj;
+use crate::plan::{FileKind, FilePlan, OutType, TensorPlan};
+use crate::vocab::{Vocab, VocabError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Vocab(#[from] VocabError),
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("{dir}: {count} tensor(s) not used by any output: {names}")]
+    ExtraTensors { dir: PathBuf, count: usize, names: String },
+    #[error("{path}: already exists (use --force to overwrite)")]
+    Exists { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Usage { path: PathBuf, message: String },
+    #[error("{path}: verification failed: {message}")]
+    Verify { path: PathBuf, message: String },
+}
+
+/// `--outtype`: a concrete type, or `auto` = the checkpoint's 16-bit type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutTypeArg {
+    Auto,
+    Fixed(OutType),
+}
+
+impl std::str::FromStr for OutTypeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => OutTypeArg::Auto,
+            "f32" => OutTypeArg::Fixed(OutType::F32),
+            "f16" => OutTypeArg::Fixed(OutType::F16),
+            "bf16" => OutTypeArg::Fixed(OutType::BF16),
+            "q8_0" => OutTypeArg::Fixed(OutType::Q8_0),
+            other => return Err(format!("unknown output type {other:?}; expected auto, f32, f16, bf16 or q8_0")),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub out_dir: PathBuf,
+    pub outtype: OutTypeArg,
+    /// None = same as `outtype`.
+    pub mmproj_outtype: Option<OutTypeArg>,
+    pub only: Option<FileKind>,
+    pub name: Option<String>,
+    pub dry_run: bool,
+    pub threads: Option<usize>,
+    pub force: bool,
+    pub quiet: bool,
+    pub verify: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            out_dir: PathBuf::from("."),
+            outtype: OutTypeArg::Auto,
+            mmproj_outtype: None,
+            only: None,
+            name: None,
+            dry_run: false,
+            threads: None,
+            force: false,
+            quiet: false,
+            verify: false,
+        }
+    }
+}
+
+/// Everything a conversion will write, before any byte is written.
+pub struct ConversionPlan {
+    pub kind: ModelKind,
+    pub files: Vec<FilePlan>,
+    /// Checkpoint tensors deliberately not written (DeepStack), for the dry-run report.
+    pub dropped: BTreeSet<String>,
+    /// Preprocessing values and where they came from (mmproj only).
+    pub preprocessor: Option<Preprocessor>,
+}
+
+fn resolve_outtype(arg: OutTypeArg, ckpt: &Checkpoint) -> OutType {
+    match arg {
+        OutTypeArg::Fixed(t) => t,
+        OutTypeArg::Auto => match ckpt.dominant_dtype() {
+            Some(SrcDtype::BF16) => OutType::BF16,
+            _ => OutType::F16,
+        },
+    }
+}
+
+/// Plans the conversion of `ckpt` (reads only headers and JSON).
+pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, ConvertError> {
+    let cfg_path = ckpt.config_path();
+    let kind = config::model_kind(&ckpt.config, &cfg_path)?;
+    let name = opts.name.clone().unwrap_or_else(|| {
+        ckpt.dir.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into())
+    });
+    let outtype = resolve_outtype(opts.outtype, ckpt);
+    let mm_outtype = resolve_outtype(opts.mmproj_outtype.unwrap_or(opts.outtype), ckpt);
+
+    let (text_json, text_scope) = match kind {
+        ModelKind::Artemis => (
+            ckpt.config.get("text_config").ok_or_else(|| ConfigError { path: cfg_path.clone(), message: "missing text_config".into() })?,
+            "text_config.",
+        ),
+        ModelKind::Mistral => (&ckpt.config, ""),
+    };
+    let text = TextConfig::from_json(text_json, &cfg_path, text_scope)?;
+    if opts.only == Some(FileKind::Mmproj) && kind == ModelKind::Mistral {
+        return Err(ConvertError::Usage { path: cfg_path, message: "--only mmproj: this is a decoder-only (Mistral) checkpoint; it has no vision tower".into() });
+    }
+
+    let mut files = Vec::new();
+    let mut consumed = BTreeSet::new();
+    let mut dropped = BTreeSet::new();
+    let mut preprocessor = None;
+
+    let want_decoder = opts.only != Some(FileKind::Mmproj);
+    let want_mmproj = kind == ModelKind::Artemis && opts.only != Some(FileKind::Decoder);
+
+    // The decoder mapping always runs so that every decoder tensor is checked and accounted for.
+    let prefixes = match kind {
+        ModelKind::Artemis => decoder::ARTEMIS_DECODER_PREFIXES,
+        ModelKind::Mistral => decoder::MISTRAL_DECODER_PREFIXES,
+    };
+    let vocab_meta = if want_decoder { Vocab::from_checkpoint_dir(&ckpt.dir, text.vocab_size)?.metadata() } else { Vec::new() };
+    let dec = decoder::plan(ckpt, &text, prefixes, outtype, format!("{name}-{}.gguf", outtype.suffix()), &name, vocab_meta)?;
+    consumed.extend(dec.consumed);
+    if want_decoder {
+        files.push(dec.file);
+    }
+
+    if kind == ModelKind::Artemis {
+        let vjson = ckpt.config.get("vision_config").ok_or_else(|| ConfigError { path: cfg_path.clone(), message: "missing vision_config".into() })?;
+        let vision = VisionConfig::from_json(vjson, &cfg_path)?;
+        let pre = Preprocessor::from_dir(&ckpt.dir)?;
+        let mm = mmproj::plan(ckpt, &vision, &text, &pre, mm_outtype, format!("mmproj-{name}-{}.gguf", mm_outtype.suffix()), &name)?;
+        consumed.extend(mm.consumed);
+        dropped.extend(mm.dropped);
+        if want_mmproj {
+            files.push(mm.file);
+            preprocessor = Some(pre);
+        }
+    }
+
+    let extra: Vec<&str> = ckpt.tensor_names().filter(|n| !consumed.contains(*n) && !dropped.contains(*n)).collect();
+    if !extra.is_empty() {
+        let shown: Vec<&str> = extra.iter().take(8).copied().collect();
+        let more = if extra.len() > 8 { format!(", … ({} more)", extra.len() - 8) } else { String::new() };
+        return Err(ConvertError::ExtraTensors { dir: ckpt.dir.clone(), count: extra.len(), names: format!("{}{more}", shown.join(", ")) });
+    }
+    Ok(ConversionPlan { kind, files, dropped, preprocessor })
+}
+
+/// Header (with tensor offsets) of a planned file.
+pub fn header_of(file: &FilePlan) -> GgufHeader {
+    GgufHeader::new(
+        file.metadata.clone(),
+        file.tensors.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes())).collect(),
+    )
+}
+
+/// Human-readable `--dry-run` report.
+pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for f in &plan.files {
+        let header = header_of(f);
+        let size = header.file_size().unwrap_or(0);
+        let _ = writeln!(s, "== {} ({:?}): {} tensors, {} metadata keys, {} bytes ({:.2} MiB)",
+            out_dir.join(&f.file_name).display(), f.kind, f.tensors.len(), f.metadata.len(), size, size as f64 / (1 << 20) as f64);
+        for (k, v) in &f.metadata {
+            let _ = writeln!(s, "  kv  {k} = {}", short_value(v));
+        }
+        for t in &f.tensors {
+            let _ = write!(s, "  t   {:<36} {:<18} {:<5} {:>12} B  <- {}", t.name, format!("{:?}", t.ne), t.ggml_type.name(), t.nbytes(), t.source);
+            if let Some(note) = &t.fallback_note {
+                let _ = write!(s, "  ({note})");
+            }
+            s.push('\n');
+        }
+    }
+    if !plan.dropped.is_empty() {
+        let _ = writeln!(s, "== not written (unused by the model): {} DeepStack tensors", plan.dropped.len());
+    }
+    if let Some(p) = &plan.preprocessor {
+        let _ = writeln!(s, "== image preprocessing from {}", p.source);
+    }
+    s
+}
+
+fn short_value(v: &MetaValue) -> String {
+    match v {
+        MetaValue::Str(s) if s.len() > 60 => format!("{:?}… ({} chars)", &s.chars().take(60).collect::<String>(), s.chars().count()),
+        MetaValue::Array(a) if a.len() > 6 => format!("[{} items]", a.len()),
+        MetaValue::Array(a) => format!("[{}]", a.iter().map(short_value).collect::<Vec<_>>().join(", ")),
+        MetaValue::Str(s) => format!("{s:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Bytes of output converted per parallel work item; the in-flight window is this times the
+/// thread count (times 2), independent of model size.
+const CHUNK_BYTES: usize = 4 << 20;
+
+fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) -> Vec<u8> {
+    let entry = ckpt.entry(&t.source).expect("planned source exists");
+    let data = ckpt.data(entry);
+    let row_len = t.row_len();
+    let row_bytes = t.nbytes() as usize / (t.n_elements() as usize / row_len);
+    let mut out = Vec::with_capacity(rows.len() * row_bytes);
+    let mut buf = vec![0f32; row_len];
+    for r in rows {
+        data.read_f32(t.transform.source_offset(r, row_len), &mut buf);
+        encode::encode_row(t.ggml_type, &buf, &mut out);
+    }
+    out
+}
+
+/// Writes one planned file into `out_dir` atomically. Returns its path.
+pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &ProgressBar, threads: usize) -> Result<PathBuf, ConvertError> {
+    let path = out_dir.join(&file.file_name);
+    let io = |source| ConvertError::Io { path: path.clone(), source };
+    let header = header_of(file);
+    let mut atomic = AtomicFile::create(&path).map_err(io)?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, atomic.file());
+        let mut pos = header.write(&mut w).map_err(io)?;
+        let data_start = pos;
+        for (t, info) in file.tensors.iter().zip(&header.tensors) {
+            debug_assert_eq!(pos - data_start, info.offset);
+            let n_rows = (t.n_elements() / t.row_len() as u64) as usize;
+            let row_bytes = (t.nbytes() as usize / n_rows).max(1);
+            let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
+            let chunks: Vec<std::ops::Range<usize>> =
+                (0..n_rows).step_by(rows_per_chunk).map(|s| s..(s + rows_per_chunk).min(n_rows)).collect();
+            for window in chunks.chunks(threads * 2) {
+                let parts: Vec<Vec<u8>> = window.par_iter().map(|rows| encode_rows(ckpt, t, rows.clone())).collect();
+                for part in parts {
+                    w.write_all(&part).map_err(io)?;
+                    pos += part.len() as u64;
+                    pb.inc(part.len() as u64);
+                }
+            }
+            let padded = align_up(pos - data_start, header.alignment) + data_start;
+            w.write_all(&vec![0u8; (padded - pos) as usize]).map_err(io)?;
+            pos = padded;
+        }
+        w.flush().map_err(io)?;
+    }
+    atomic.commit().map_err(io)?;
+    Ok(path)
+}
+
+/// Re-opens a written file and checks every tensor against the checkpoint: header entries equal
+/// the plan, and every value decodes to the source value within the storage type's rounding.
+pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<(), ConvertError> {
+    let fail = |message: String| ConvertError::Verify { path: path.to_path_buf(), message };
+    let gguf = GgufFile::open(path)?;
+    let bytes = std::fs::read(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    if gguf.tensors.len() != file.tensors.len() {
+        return Err(fail(format!("{} tensors in the file, {} planned", gguf.tensors.len(), file.tensors.len())));
+    }
+    for (key, value) in &file.metadata {
+        if gguf.get(key) != Some(value) {
+            return Err(fail(format!("metadata {key} differs")));
+        }
+    }
+    file.tensors.par_iter().zip(&gguf.tensors).try_for_each(|(t, info)| {
+        if info.name != t.name || info.ne != t.ne || info.ggml_type != t.ggml_type {
+            return Err(fail(format!("tensor {} header differs from the plan", t.name)));
+        }
+        let start = (gguf.data_offset + info.offset) as usize;
+        let stored = &bytes[start..start + t.nbytes() as usize];
+        let values = encode::decode(t.ggml_type, stored).ok_or_else(|| fail(format!("{}: cannot decode {}", t.name, t.ggml_type.name())))?;
+        let data = ckpt.data(ckpt.entry(&t.source).expect("planned source exists"));
+        let row_len = t.row_len();
+        let block = if t.ggml_type == GgmlType::Q8_0 { encode::QK8_0 } else { 1 };
+        let mut src = vec![0f32; row_len];
+        for (r, row) in values.chunks_exact(row_len).enumerate() {
+            data.read_f32(t.transform.source_offset(r, row_len), &mut src);
+            for (b, (got, want)) in row.chunks(block).zip(src.chunks(block)).enumerate() {
+                let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+                    if (g - w).abs() > encode::tolerance(t.ggml_type, w, amax) && !(g.is_nan() && w.is_nan()) {
+                        return Err(fail(format!("{} row {r} col {}: stored {g}, source {w} ({})", t.name, b * block + k, t.source)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+/// The result of a conversion: the files written, in order.
+pub struct ConvertReport {
+    pub plan: ConversionPlan,
+    pub written: Vec<PathBuf>,
+}
+
+/// Plans and (unless `dry_run`) writes every output of `ckpt_dir`.
+pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
+    let ckpt = Checkpoint::open(ckpt_dir)?;
+    let plan = plan(&ckpt, opts)?;
+    if opts.dry_run {
+        return Ok(ConvertReport { plan, written: Vec::new() });
+    }
+    if !opts.out_dir.is_dir() {
+        return Err(ConvertError::Usage { path: opts.out_dir.clone(), message: "output directory does not exist".into() });
+    }
+    for f in &plan.files {
+        let p = opts.out_dir.join(&f.file_name);
+        if p.exists() && !opts.force {
+            return Err(ConvertError::Exists { path: p });
+        }
+    }
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ConvertError::Usage {
+        path: opts.out_dir.clone(),
+        message: format!("cannot start {threads} threads: {e}"),
+    })?;
+    let total: u64 = plan.files.iter().flat_map(|f| &f.tensors).map(TensorPlan::nbytes).sum();
+    let pb = progress_bar(total, opts.quiet);
+    let mut written = Vec::new();
+    for f in &plan.files {
+        pb.set_message(f.file_name.clone());
+        let path = pool.install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads))?;
+        if opts.verify {
+            pb.set_message(format!("verifying {}", f.file_name));
+            pool.install(|| verify_file(&ckpt, f, &path))?;
+        }
+        written.push(path);
+    }
+    pb.finish_and_clear();
+    Ok(ConvertReport { plan, written })
+}

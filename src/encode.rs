@@ -1,0 +1,63 @@
+//! Encoding f32 rows into the ggml storage types the converter writes, and decoding them back
+//! (for `--verify` and tests). Bit-level behaviour follows ggml's reference code.
+
+use half::{bf16, f16};
+
+use crate::gguf::GgmlType;
+
+/// ggml.h QK8_0: elements per Q8_0 block; a block is an f16 scale and 32 int8 values.
+pub const QK8_0: usize = 32;
+pub const Q8_0_BLOCK_BYTES: usize = 2 + QK8_0;
+
+/// Appends `row` encoded as `t` to `out`. `t` must be F32, F16, BF16 or Q8_0, and for Q8_0 the
+/// row length a multiple of 32 (the planner guarantees both).
+pub fn encode_row(t: GgmlType, row: &[f32], out: &mut Vec<u8>) {
+    match t {
+        GgmlType::F32 => row.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        // Round to nearest even, as numpy's astype(float16) in llama.cpp's converter.
+        GgmlType::F16 => row.iter().for_each(|&x| out.extend_from_slice(&f16::from_f32(x).to_le_bytes())),
+        // Round to nearest even with NaN kept quiet, as gguf-py's bf16 conversion.
+        GgmlType::BF16 => row.iter().for_each(|&x| out.extend_from_slice(&bf16::from_f32(x).to_le_bytes())),
+        GgmlType::Q8_0 => {
+            for block in row.chunks_exact(QK8_0) {
+                // ggml-quants.c quantize_row_q8_0_ref
+                let amax = block.iter().fold(0f32, |m, &x| m.max(x.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+                out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
+            }
+        }
+        GgmlType::Other(id) => unreachable!("encode_row called with ggml type {id}"),
+    }
+}
+
+/// Decodes `bytes` of type `t` into f32. None for types this module does not know.
+pub fn decode(t: GgmlType, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match t {
+        GgmlType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        GgmlType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        GgmlType::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        GgmlType::Q8_0 => bytes
+            .chunks_exact(Q8_0_BLOCK_BYTES)
+            .flat_map(|b| {
+                let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                b[2..].iter().map(move |&q| q as i8 as f32 * d)
+            })
+            .collect(),
+        GgmlType::Other(_) => return None,
+    })
+}
+
+/// Largest error an encoding to `t` may introduce for the value `x` in a block whose largest
+/// magnitude is `amax` (used by `--verify`).
+pub fn tolerance(t: GgmlType, x: f32, amax: f32) -> f32 {
+    match t {
+        GgmlType::F32 => 0.0,
+        GgmlType::F16 => (x.abs() * (1.0 / 2048.0)).max(6.0e-8),
+        GgmlType::BF16 => (x.abs() * (1.0 / 256.0)).max(1.0e-38),
+        // half a quantization step plus the f16 rounding of the scale
+        GgmlType::Q8_0 => amax / 127.0 * 0.5 + amax * (1.0 / 1024.0),
+        GgmlType::Other(_) => f32::INFINITY,
+    }
+}

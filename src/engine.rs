@@ -1,0 +1,264 @@
+//! The runtime: a decoder GGUF and an Artemis mmproj loaded into the vendored llama.cpp (through
+//! llama-cpp-2 and mtmd). Used by artemis-chat and by the parity tests. Never reads safetensors.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputText};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::gguf::GgufFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("{path}: mmproj width {mmproj} ≠ decoder width {decoder}: the mmproj and the decoder come from different models")]
+    WidthMismatch { path: PathBuf, mmproj: u64, decoder: u64 },
+    #[error("{0}")]
+    Runtime(String),
+    #[error("prompt needs {needed} tokens (text + images) but the context holds {n_ctx}; raise -c")]
+    ContextFull { needed: usize, n_ctx: u32 },
+}
+
+fn rt<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> EngineError + '_ {
+    move |e| EngineError::Runtime(format!("{what}: {e}"))
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The process-wide llama.cpp backend. llama.cpp's own logging is silenced unless `verbose`
+/// (decided by the first call).
+pub fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(verbose));
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Runtime(format!("llama.cpp backend: {e}")))
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub n_gpu_layers: u32,
+    pub threads: i32,
+    pub verbose: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            n_gpu_layers: 0,
+            threads: std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1),
+            verbose: false,
+        }
+    }
+}
+
+/// Checks what kind of GGUF a file is before llama.cpp sees it, so swapped files get a clear error.
+fn expect_arch(path: &Path, want_clip: bool) -> Result<GgufFile, EngineError> {
+    let gguf = GgufFile::open(path).map_err(|e| EngineError::Load { path: path.to_path_buf(), message: e.to_string().replace(&format!("{}: ", path.display()), "") })?;
+    let arch = gguf.architecture().unwrap_or("(none)").to_string();
+    match (want_clip, arch == "clip") {
+        (true, false) => Err(EngineError::Load { path: path.to_path_buf(), message: format!("not an mmproj (general.architecture = {arch:?}); pass the decoder GGUF as MODEL and this file's mmproj with --mmproj") }),
+        (false, true) => Err(EngineError::Load { path: path.to_path_buf(), message: "this is an mmproj (general.architecture = \"clip\"), not a decoder; pass it with --mmproj".into() }),
+        _ => Ok(gguf),
+    }
+}
+
+/// A loaded decoder.
+pub struct Engine {
+    pub model: LlamaModel,
+    pub path: PathBuf,
+    pub opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, EngineError> {
+        expect_arch(path, false)?;
+        let backend = backend(opts.verbose)?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        let model = LlamaModel::load_from_file(backend, path, &params)
+            .map_err(|e| EngineError::Load { path: path.to_path_buf(), message: format!("llama.cpp could not load the model ({e}); run with --verbose for its log") })?;
+        Ok(Engine { model, path: path.to_path_buf(), opts })
+    }
+
+    pub fn n_embd(&self) -> usize {
+        self.model.n_embd() as usize
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.model.n_vocab() as usize
+    }
+
+    /// Tokenizes with special tokens parsed; `add_bos` follows the model's add_bos flag when true.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<i32> {
+        self.model.vocab().tokenize(text.as_bytes(), add_special, true).into_iter().map(|t| t.0).collect()
+    }
+
+    pub fn session(&self, n_ctx: u32) -> Result<Session<'_>, EngineError> {
+        let backend = backend(self.opts.verbose)?;
+        let n_ctx = n_ctx.max(16);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_ctx.min(2048))
+            .with_n_ubatch(n_ctx.min(512))
+            .with_n_threads(self.opts.threads)
+            .with_n_threads_batch(self.opts.threads);
+        let ctx = self.model.new_context(backend, params).map_err(rt("creating the llama.cpp context"))?;
+        Ok(Session { ctx, n_past: 0, n_ctx })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionOptions {
+    pub use_gpu: bool,
+    /// -1 = the mmproj's default.
+    pub image_min_tokens: i32,
+    pub image_max_tokens: i32,
+}
+
+impl Default for VisionOptions {
+    fn default() -> Self {
+        VisionOptions { use_gpu: true, image_min_tokens: -1, image_max_tokens: -1 }
+    }
+}
+
+/// A loaded mmproj bound to a decoder.
+pub struct Vision {
+    pub mtmd: MtmdContext,
+    pub path: PathBuf,
+    n_embd: usize,
+}
+
+/// An image's embeddings: `n_tokens` rows of the decoder's width.
+pub struct ImageEmbedding {
+    pub n_tokens: usize,
+    pub data: Vec<f32>,
+}
+
+impl Vision {
+    pub fn load(engine: &Engine, path: &Path, opts: &VisionOptions) -> Result<Vision, EngineError> {
+        let gguf = expect_arch(path, true)?;
+        // Width check here, with both numbers, rather than mtmd's generic failure.
+        let width = gguf
+            .tensor("mm.artemis_fc2.weight")
+            .map(|t| t.ne.get(1).copied().unwrap_or(0))
+            .or_else(|| gguf.get("clip.vision.projection_dim").and_then(|v| v.as_u32()).map(u64::from));
+        if let Some(w) = width {
+            if w != engine.n_embd() as u64 {
+                return Err(EngineError::WidthMismatch { path: path.to_path_buf(), mmproj: w, decoder: engine.n_embd() as u64 });
+            }
+        }
+        let params = MtmdContextParams {
+            use_gpu: opts.use_gpu,
+            print_timings: engine.opts.verbose,
+            n_threads: engine.opts.threads,
+            media_marker: std::ffi::CString::new(llama_cpp_2::mtmd::mtmd_default_marker()).map_err(rt("marker"))?,
+            image_min_tokens: opts.image_min_tokens,
+            image_max_tokens: opts.image_max_tokens,
+        };
+        let path_str = path.to_str().ok_or_else(|| EngineError::Load { path: path.to_path_buf(), message: "path is not UTF-8".into() })?;
+        let mtmd = MtmdContext::init_from_file(path_str, &engine.model, &params)
+            .map_err(|e| EngineError::Load { path: path.to_path_buf(), message: format!("mtmd could not load the mmproj ({e}); run with --verbose for its log") })?;
+        Ok(Vision { mtmd, path: path.to_path_buf(), n_embd: engine.n_embd() })
+    }
+
+    /// Wraps packed RGB pixels for mtmd.
+    pub fn bitmap(width: u32, height: u32, rgb: &[u8]) -> Result<MtmdBitmap, EngineError> {
+        MtmdBitmap::from_image_data(width, height, rgb).map_err(rt("image bitmap"))
+    }
+
+    /// Runs the vision tower + merger + projector on one image.
+    pub fn encode(&mut self, bitmap: &MtmdBitmap) -> Result<ImageEmbedding, EngineError> {
+        let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
+        let chunks = self.mtmd.tokenize(text, &[bitmap]).map_err(rt("image preprocessing"))?;
+        for i in 0..chunks.len() {
+            let chunk = chunks.get(i).ok_or_else(|| EngineError::Runtime("missing chunk".into()))?;
+            if chunk.chunk_type() == MtmdInputChunkType::Image {
+                let n_tokens = chunk.n_tokens();
+                let data = self.mtmd.encode_chunk_embeddings(&chunk, self.n_embd).map_err(rt("image encoding"))?;
+                return Ok(ImageEmbedding { n_tokens, data });
+            }
+        }
+        Err(EngineError::Runtime("mtmd produced no image chunk".into()))
+    }
+}
+
+/// One llama.cpp context with its KV cache.
+pub struct Session<'m> {
+    pub ctx: LlamaContext<'m>,
+    pub n_past: i32,
+    pub n_ctx: u32,
+}
+
+impl<'m> Session<'m> {
+    /// Appends `tokens` to the sequence; logits are computed for the last one.
+    pub fn eval_tokens(&mut self, tokens: &[i32]) -> Result<(), EngineError> {
+        if self.n_past as usize + tokens.len() > self.n_ctx as usize {
+            return Err(EngineError::ContextFull { needed: self.n_past as usize + tokens.len(), n_ctx: self.n_ctx });
+        }
+        let n_batch = self.ctx.n_batch() as usize;
+        for (ci, chunk) in tokens.chunks(n_batch.max(1)).enumerate() {
+            let mut batch = LlamaBatch::new(chunk.len(), 1);
+            let last_chunk = (ci + 1) * n_batch >= tokens.len();
+            for (i, &t) in chunk.iter().enumerate() {
+                let logits = last_chunk && i + 1 == chunk.len();
+                batch.add(LlamaToken(t), self.n_past, &[0], logits).map_err(rt("batch"))?;
+                self.n_past += 1;
+            }
+            self.ctx.decode(&mut batch).map_err(rt("llama_decode"))?;
+        }
+        Ok(())
+    }
+
+    /// Appends a prompt whose text holds one mtmd marker per image; logits for the last token.
+    pub fn eval_prompt(&mut self, vision: &mut Vision, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<(), EngineError> {
+        let input = MtmdInputText { text: text.to_string(), add_special, parse_special: true };
+        let chunks = vision.mtmd.tokenize(input, images).map_err(rt("tokenizing the prompt with images"))?;
+        let needed = self.n_past as usize + chunks.total_tokens();
+        if needed > self.n_ctx as usize {
+            return Err(EngineError::ContextFull { needed, n_ctx: self.n_ctx });
+        }
+        let n_batch = self.ctx.n_batch() as i32;
+        self.n_past = chunks.eval_chunks(&mut vision.mtmd, &mut self.ctx, self.n_past, 0, n_batch, true).map_err(rt("evaluating the prompt"))?;
+        Ok(())
+    }
+
+    /// Logits after the last evaluated token.
+    pub fn logits(&self) -> Vec<f32> {
+        self.ctx.get_logits_ith(-1).to_vec()
+    }
+
+    /// Greedy decoding of `n` tokens (argmax, ties to the lowest id), stopping early at `stop`.
+    pub fn greedy(&mut self, n: usize, stop: &[i32]) -> Result<Vec<i32>, EngineError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let next = argmax(&self.logits()) as i32;
+            out.push(next);
+            if stop.contains(&next) {
+                break;
+            }
+            self.eval_tokens(&[next])?;
+        }
+        Ok(out)
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
