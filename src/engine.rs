@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -51,6 +51,9 @@ pub struct EngineOptions {
     pub n_gpu_layers: u32,
     pub threads: i32,
     pub verbose: bool,
+    /// Exact-parity mode: F32 KV cache and no flash attention in the decoder (llama.cpp's
+    /// defaults, F16 cache and auto flash attention, cost ~1e-2 in the logits of the fixtures).
+    pub kv_f32: bool,
 }
 
 impl Default for EngineOptions {
@@ -59,6 +62,7 @@ impl Default for EngineOptions {
             n_gpu_layers: 0,
             threads: std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1),
             verbose: false,
+            kv_f32: false,
         }
     }
 }
@@ -113,6 +117,11 @@ impl Engine {
             .with_n_ubatch(n_ctx.min(512))
             .with_n_threads(self.opts.threads)
             .with_n_threads_batch(self.opts.threads);
+        let params = if self.opts.kv_f32 {
+            params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32).with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        } else {
+            params
+        };
         let ctx = self.model.new_context(backend, params).map_err(rt("creating the llama.cpp context"))?;
         Ok(Session { ctx, n_past: 0, n_ctx })
     }
@@ -124,11 +133,14 @@ pub struct VisionOptions {
     /// -1 = the mmproj's default.
     pub image_min_tokens: i32,
     pub image_max_tokens: i32,
+    /// Flash attention in the vision encoder: None = llama.cpp's auto. It casts K/V to F16, so
+    /// exact-parity runs turn it off.
+    pub flash_attn: Option<bool>,
 }
 
 impl Default for VisionOptions {
     fn default() -> Self {
-        VisionOptions { use_gpu: true, image_min_tokens: -1, image_max_tokens: -1 }
+        VisionOptions { use_gpu: true, image_min_tokens: -1, image_max_tokens: -1, flash_attn: None }
     }
 }
 
@@ -165,6 +177,11 @@ impl Vision {
             media_marker: std::ffi::CString::new(llama_cpp_2::mtmd::mtmd_default_marker()).map_err(rt("marker"))?,
             image_min_tokens: opts.image_min_tokens,
             image_max_tokens: opts.image_max_tokens,
+            flash_attn_type: match opts.flash_attn {
+                None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+                Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            },
         };
         let path_str = path.to_str().ok_or_else(|| EngineError::Load { path: path.to_path_buf(), message: "path is not UTF-8".into() })?;
         let mtmd = MtmdContext::init_from_file(path_str, &engine.model, &params)

@@ -15,5 +15,4 @@ pub mod gguf;
 pub mod llama;
 pub mod mmproj;
 pub mod plan;
-#[path = "vocab_stub.rs"]
 pub mod vocab;

@@ -1,0 +1,115 @@
+//! Shared test helpers: fixture paths, golden outputs written by tools/make_fixtures.py (the
+//! official artemis-vlm implementation), conversion into temp dirs, and comparison metrics.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use artemis_gguf::convert::{self, ConvertOptions, OutTypeArg};
+use artemis_gguf::plan::OutType;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A fresh, empty temp directory unique to this test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("artemis-gguf-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[derive(serde::Deserialize, Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub image: Option<String>,
+    pub prompt: String,
+    pub input_ids: Vec<i32>,
+    pub image_grid_thw: Vec<Vec<usize>>,
+    pub resized_hw: Option<Vec<usize>>,
+    pub n_image_tokens: usize,
+    pub greedy_ids: Vec<i32>,
+}
+
+pub struct Golden {
+    pub cases: Vec<Case>,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl Golden {
+    pub fn load(ckpt: &str) -> Golden {
+        let dir = fixtures().join("golden").join(ckpt);
+        let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.join("tensors.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| {
+                assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+                let v = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                (name, (view.shape().to_vec(), v))
+            })
+            .collect();
+        Golden { cases, tensors }
+    }
+    pub fn case(&self, name: &str) -> &Case {
+        self.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no golden case {name}"))
+    }
+    pub fn tensor(&self, name: &str) -> &[f32] {
+        &self.tensors.get(name).unwrap_or_else(|| panic!("no golden tensor {name}")).1
+    }
+    pub fn shape(&self, name: &str) -> &[usize] {
+        &self.tensors[name].0
+    }
+}
+
+/// Converts a fixture checkpoint into `out` with one outtype for both files; returns
+/// (decoder path, mmproj path or None).
+pub fn convert_fixture(ckpt: &str, out: &Path, outtype: OutType) -> (PathBuf, Option<PathBuf>) {
+    let opts = ConvertOptions {
+        out_dir: out.to_path_buf(),
+        outtype: OutTypeArg::Fixed(outtype),
+        name: Some(ckpt.to_string()),
+        quiet: true,
+        verify: true,
+        ..ConvertOptions::default()
+    };
+    let report = convert::convert(&fixtures().join(ckpt), &opts).unwrap_or_else(|e| panic!("converting {ckpt}: {e}"));
+    let dec = report.written.iter().find(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("mmproj-")).unwrap().clone();
+    let mm = report.written.iter().find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("mmproj-")).cloned();
+    (dec, mm)
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Loads an image file as packed RGB8 (the fixtures used here are plain RGB PNGs).
+pub fn load_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
+    let img = image::open(path).unwrap().to_rgb8();
+    (img.width(), img.height(), img.into_raw())
+}
+
+/// The official prompt with each `<|vision_start|><|image_pad|><|vision_end|>` replaced by mtmd's
+/// marker: mtmd frames the image with vision_start/vision_end itself (reference §8).
+pub fn mtmd_prompt(prompt: &str) -> String {
+    prompt.replace("<|vision_start|><|image_pad|><|vision_end|>", llama_cpp_2::mtmd::mtmd_default_marker())
+}
