@@ -541,6 +541,34 @@ SMART_RESIZE_INPUTS = [
 SMART_RESIZE_ERRORS = [(1, 201), (10, 2001), (3000, 14)]
 
 
+TOKENIZE_STRINGS = [
+    "Hello world",
+    "Describe this image.",
+    "  leading spaces and   runs of spaces ",
+    "digits 1234567890 and 3.14159, 1,000,000",
+    "Line one\nLine two\r\nTabs\tand\n\nblank lines\n",
+    "Unicode: café, naïve, Straße, 東京, Ελληνικά, emoji 🦊🎉",
+    "CamelCaseWords and ALLCAPS and mixedCASE123",
+    "punctuation!? (brackets) [square] {curly} <angle> /slash\\back 'quote' \"dq\"",
+    "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    "<think>\nreasoning\n</think>\n\nanswer",
+    "<|vision_start|><|image_pad|><|vision_end|>What is in the picture?",
+    "<s>literal bos</s> and <unk>",
+    "",
+]
+
+
+def write_tokenize_goldens(out: Path, hf_tok) -> None:
+    """Official token ids for strings covering plain text, specials, digits, unicode, newlines."""
+    rows = [
+        dict(text=t,
+             ids_with_special=hf_tok(t, add_special_tokens=True)["input_ids"],
+             ids_no_special=hf_tok(t, add_special_tokens=False)["input_ids"])
+        for t in TOKENIZE_STRINGS
+    ]
+    (out / "tokenize.json").write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+
+
 def write_smart_resize(out: Path) -> None:
     rows = []
     for h, w in SMART_RESIZE_INPUTS:
@@ -792,6 +820,7 @@ def main() -> None:
     hf_tok = make_hf_tokenizer(build_tokenizer())
     images = make_images(out / "images")
     write_smart_resize(out / "golden")
+    write_tokenize_goldens(out / "golden", hf_tok)
     summary = {}
     for name, spec in CKPTS.items():
         summary[name] = make_checkpoint(name, spec, hf_tok, out, out / "images", n_seeds)
