@@ -278,12 +278,23 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
     Ok(path)
 }
 
+/// What `--verify` found: tensors checked, and the largest Q8_0 error (16/32-bit tensors must be
+/// bit-exact roundings of the source or verification fails).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyReport {
+    pub tensors: usize,
+    pub q8_0_max_abs_err: Option<f32>,
+}
+
 /// Re-opens a written file and checks every tensor against the checkpoint: header entries equal
-/// the plan, and every value decodes to the source value within the storage type's rounding.
-pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<(), ConvertError> {
+/// the plan; 16/32-bit values equal the source rounded to the stored type; Q8_0 values stay
+/// within the quantizer's error bound (the largest error is reported).
+pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<VerifyReport, ConvertError> {
     let fail = |message: String| ConvertError::Verify { path: path.to_path_buf(), message };
     let gguf = GgufFile::open(path)?;
-    let bytes = std::fs::read(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    let file_handle = std::fs::File::open(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    // SAFETY: read-only map of the file we just wrote and closed.
+    let bytes = unsafe { memmap2::Mmap::map(&file_handle) }.map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
     if gguf.tensors.len() != file.tensors.len() {
         return Err(fail(format!("{} tensors in the file, {} planned", gguf.tensors.len(), file.tensors.len())));
     }
@@ -292,7 +303,7 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<()
             return Err(fail(format!("metadata {key} differs")));
         }
     }
-    file.tensors.par_iter().zip(&gguf.tensors).try_for_each(|(t, info)| {
+    let q8_errors = file.tensors.par_iter().zip(&gguf.tensors).map(|(t, info)| -> Result<Option<f32>, ConvertError> {
         if info.name != t.name || info.ne != t.ne || info.ggml_type != t.ggml_type {
             return Err(fail(format!("tensor {} header differs from the plan", t.name)));
         }
@@ -301,20 +312,35 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<()
         let values = encode::decode(t.ggml_type, stored).ok_or_else(|| fail(format!("{}: cannot decode {}", t.name, t.ggml_type.name())))?;
         let data = ckpt.data(ckpt.entry(&t.source).expect("planned source exists"));
         let row_len = t.row_len();
-        let block = if t.ggml_type == GgmlType::Q8_0 { encode::QK8_0 } else { 1 };
         let mut src = vec![0f32; row_len];
+        let mut max_err = 0f32;
         for (r, row) in values.chunks_exact(row_len).enumerate() {
             data.read_f32(t.transform.source_offset(r, row_len), &mut src);
-            for (b, (got, want)) in row.chunks(block).zip(src.chunks(block)).enumerate() {
-                let amax = want.iter().fold(0f32, |m, x| m.max(x.abs()));
-                for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
-                    if (g - w).abs() > encode::tolerance(t.ggml_type, w, amax) && !(g.is_nan() && w.is_nan()) {
-                        return Err(fail(format!("{} row {r} col {}: stored {g}, source {w} ({})", t.name, b * block + k, t.source)));
+            if t.ggml_type == GgmlType::Q8_0 {
+                for (b, (got, want)) in row.chunks(encode::QK8_0).zip(src.chunks(encode::QK8_0)).enumerate() {
+                    let bound = encode::q8_0_error_bound(want.iter().fold(0f32, |m, x| m.max(x.abs())));
+                    for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+                        let err = (g - w).abs();
+                        if !(err <= bound) {
+                            return Err(fail(format!("{} row {r} col {}: stored {g}, source {w}, beyond the Q8_0 bound {bound:e}", t.name, b * encode::QK8_0 + k)));
+                        }
+                        max_err = max_err.max(err);
+                    }
+                }
+            } else {
+                for (c, (&g, &w)) in row.iter().zip(&src).enumerate() {
+                    let exact = encode::round_trip(t.ggml_type, w).unwrap_or(f32::NAN);
+                    if g.to_bits() != exact.to_bits() && !(g.is_nan() && exact.is_nan()) {
+                        return Err(fail(format!("{} row {r} col {c}: stored {g}, expected {exact} ({})", t.name, t.source)));
                     }
                 }
             }
         }
-        Ok(())
+        Ok((t.ggml_type == GgmlType::Q8_0).then_some(max_err))
+    }).collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifyReport {
+        tensors: file.tensors.len(),
+        q8_0_max_abs_err: q8_errors.into_iter().flatten().reduce(f32::max),
     })
 }
 
@@ -335,6 +361,8 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 pub struct ConvertReport {
     pub plan: ConversionPlan,
     pub written: Vec<PathBuf>,
+    /// One entry per written file when `verify` was set.
+    pub verified: Vec<VerifyReport>,
 }
 
 /// Plans and (unless `dry_run`) writes every output of `ckpt_dir`.
@@ -342,7 +370,7 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     let ckpt = Checkpoint::open(ckpt_dir)?;
     let plan = plan(&ckpt, opts)?;
     if opts.dry_run {
-        return Ok(ConvertReport { plan, written: Vec::new() });
+        return Ok(ConvertReport { plan, written: Vec::new(), verified: Vec::new() });
     }
     if !opts.out_dir.is_dir() {
         return Err(ConvertError::Usage { path: opts.out_dir.clone(), message: "output directory does not exist".into() });
@@ -361,15 +389,16 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     let total: u64 = plan.files.iter().flat_map(|f| &f.tensors).map(TensorPlan::nbytes).sum();
     let pb = progress_bar(total, opts.quiet);
     let mut written = Vec::new();
+    let mut verified = Vec::new();
     for f in &plan.files {
         pb.set_message(f.file_name.clone());
         let path = pool.install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads))?;
         if opts.verify {
             pb.set_message(format!("verifying {}", f.file_name));
-            pool.install(|| verify_file(&ckpt, f, &path))?;
+            verified.push(pool.install(|| verify_file(&ckpt, f, &path))?);
         }
         written.push(path);
     }
     pb.finish_and_clear();
-    Ok(ConvertReport { plan, written })
+    Ok(ConvertReport { plan, written, verified })
 }

@@ -49,15 +49,20 @@ pub fn decode(t: GgmlType, bytes: &[u8]) -> Option<Vec<f32>> {
     })
 }
 
-/// Largest error an encoding to `t` may introduce for the value `x` in a block whose largest
-/// magnitude is `amax` (used by `--verify`).
-pub fn tolerance(t: GgmlType, x: f32, amax: f32) -> f32 {
+/// `x` as stored by a 32/16-bit type and read back: the exact result a correct file must hold.
+pub fn round_trip(t: GgmlType, x: f32) -> Option<f32> {
     match t {
-        GgmlType::F32 => 0.0,
-        GgmlType::F16 => (x.abs() * (1.0 / 2048.0)).max(6.0e-8),
-        GgmlType::BF16 => (x.abs() * (1.0 / 256.0)).max(1.0e-38),
-        // half a quantization step plus the f16 rounding of the scale
-        GgmlType::Q8_0 => amax / 127.0 * 0.5 + amax * (1.0 / 1024.0),
-        GgmlType::Other(_) => f32::INFINITY,
+        GgmlType::F32 => Some(x),
+        GgmlType::F16 => Some(f16::from_f32(x).to_f32()),
+        GgmlType::BF16 => Some(bf16::from_f32(x).to_f32()),
+        _ => None,
     }
+}
+
+/// Largest error Q8_0 may introduce in a block whose largest magnitude is `amax`: half a step of
+/// the scale d = amax/127, plus 127 times the f16 rounding of d (subnormal for tiny blocks).
+pub fn q8_0_error_bound(amax: f32) -> f32 {
+    let d = amax / 127.0;
+    let d_rounding = (d * (1.0 / 2048.0)).max(2f32.powi(-25));
+    0.5 * d + 127.0 * d_rounding
 }

@@ -99,3 +99,25 @@ fn tiny_f32_mmproj_matches_official_image_embeddings_and_logits() {
 fn small_f32_mmproj_matches_official_image_embeddings_and_logits() {
     check_image("small", OutType::F32, "img_square", 0.9999, 5e-3);
 }
+
+/// The 16-bit and Q8_0 outputs compute in lower precision; they must stay close to the official
+/// f32 logits (logit scale 50) and keep the greedy continuation. Observed max |Δlogit|: BF16
+/// 9.6e-2, F16 7.9e-3, Q8_0 2.6e-1 (cosine ≥ 0.9999); asserted 0.25 / 0.05 / 0.6.
+#[test]
+fn small_bf16_f16_q8_0_decoders_stay_close_to_official_logits() {
+    let golden = Golden::load("small");
+    let case = golden.case("text");
+    let want = golden.tensor("text.last_logits");
+    for (outtype, tol) in [(OutType::BF16, 0.25), (OutType::F16, 0.05), (OutType::Q8_0, 0.6)] {
+        let out = temp_dir(&format!("small-{outtype:?}-lowp"));
+        let (dec, _) = convert_fixture("small", &out, outtype);
+        let engine = Engine::load(&dec, EngineOptions { threads: 2, kv_f32: true, ..EngineOptions::default() }).unwrap();
+        let (logits, greedy) = eval_case(&engine, None, case);
+        let diff = max_abs_diff(&logits, want);
+        let cos = cosine(&logits, want);
+        eprintln!("small {outtype:?} text: max |Δlogit| = {diff:.3e}, cosine {cos:.6}");
+        assert!(diff <= tol, "{outtype:?}: max |Δlogit| {diff} > {tol}");
+        assert!(cos >= 0.9999, "{outtype:?}: cosine {cos}");
+        assert_eq!(greedy, case.greedy_ids, "{outtype:?}: greedy ids");
+    }
+}

@@ -92,12 +92,19 @@ fn main() -> ExitCode {
             if args.dry_run {
                 print!("{}", convert::describe(&report.plan, &args.out_dir));
             } else {
-                for p in &report.written {
+                for (i, p) in report.written.iter().enumerate() {
                     let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                    println!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+                    print!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+                    if let Some(v) = report.verified.get(i) {
+                        print!(": verified {} tensors, 16/32-bit exact", v.tensors);
+                        if let Some(e) = v.q8_0_max_abs_err {
+                            print!(", Q8_0 max |err| {e:.3e}");
+                        }
+                    }
+                    println!();
                 }
                 if !args.quiet {
-                    eprintln!("converted in {:.1} s{}", started.elapsed().as_secs_f64(), if args.verify { ", verified" } else { "" });
+                    eprintln!("converted in {:.1} s", started.elapsed().as_secs_f64());
                 }
             }
             ExitCode::SUCCESS

@@ -1,0 +1,148 @@
+//! The vendored mtmd carries the Artemis patch: an mmproj with `mm.artemis_fc*` reports the
+//! decoder width and is refused next to a decoder of another width with both numbers named; a
+//! stock Qwen3-VL mmproj (same file without the artemis tensors) still reports the merger width.
+//! Also exercises the standalone Mistral-decoder conversion path.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use artemis_gguf::engine::{EngineError, Engine, EngineOptions, Vision, VisionOptions};
+use artemis_gguf::gguf::{GgufFile, GgufHeader, MetaValue};
+use artemis_gguf::plan::OutType;
+use common::*;
+
+/// Writes a MistralForCausalLM checkpoint with hidden size `hidden` (random weights) using the
+/// tiny fixture's tokenizer files.
+fn write_mistral_checkpoint(dir: &Path, hidden: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(fixtures().join("tiny").join(f), dir.join(f)).unwrap();
+    }
+    let (heads, kv, head_dim, ffn, vocab, layers) = (4, 2, 32, 128, 768, 1);
+    let cfg = serde_json::json!({
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": hidden,
+        "intermediate_size": ffn, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": kv, "head_dim": head_dim, "vocab_size": vocab, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 4096, "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"},
+        "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 25
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut rnd = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2).to_le_bytes()
+            })
+            .collect()
+    };
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![vocab, hidden]),
+        ("model.norm.weight".into(), vec![hidden]),
+        ("lm_head.weight".into(), vec![vocab, hidden]),
+    ];
+    for l in 0..layers {
+        let p = format!("model.layers.{l}.");
+        shapes.extend([
+            (format!("{p}input_layernorm.weight"), vec![hidden]),
+            (format!("{p}post_attention_layernorm.weight"), vec![hidden]),
+            (format!("{p}self_attn.q_proj.weight"), vec![heads * head_dim, hidden]),
+            (format!("{p}self_attn.k_proj.weight"), vec![kv * head_dim, hidden]),
+            (format!("{p}self_attn.v_proj.weight"), vec![kv * head_dim, hidden]),
+            (format!("{p}self_attn.o_proj.weight"), vec![hidden, heads * head_dim]),
+            (format!("{p}mlp.gate_proj.weight"), vec![ffn, hidden]),
+            (format!("{p}mlp.up_proj.weight"), vec![ffn, hidden]),
+            (format!("{p}mlp.down_proj.weight"), vec![hidden, ffn]),
+        ]);
+    }
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes.into_iter().map(|(n, s)| { let b = rnd(s.iter().product()); (n, s, b) }).collect();
+    let views: Vec<_> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
+
+/// Copies `src` to `dst` without the Artemis projector: a stock Qwen3-VL-style mmproj.
+fn strip_artemis(src: &Path, dst: &Path, merger_width: u32) {
+    let g = GgufFile::open(src).unwrap();
+    let bytes = std::fs::read(src).unwrap();
+    let keep: Vec<_> = g.tensors.iter().filter(|t| !t.name.starts_with("mm.artemis_")).collect();
+    let metadata = g
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), if k == "clip.vision.projection_dim" { MetaValue::U32(merger_width) } else { v.clone() }))
+        .collect();
+    let header = GgufHeader::new(metadata, keep.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes().unwrap())).collect());
+    let mut f = std::fs::File::create(dst).unwrap();
+    let start = header.write(&mut f).unwrap();
+    for (t, info) in keep.iter().zip(&header.tensors) {
+        let from = (g.data_offset + t.offset) as usize;
+        let pos = f.metadata().unwrap().len();
+        f.write_all(&vec![0; (start + info.offset - pos) as usize]).unwrap();
+        f.write_all(&bytes[from..from + t.nbytes().unwrap() as usize]).unwrap();
+    }
+}
+
+#[test]
+fn artemis_mmproj_reports_decoder_width_and_stock_mmproj_reports_merger_width() {
+    let dir = temp_dir("patch-widths");
+    let (tiny_dec, tiny_mm) = convert_fixture("tiny", &dir, OutType::F32);
+    let tiny_mm = tiny_mm.unwrap();
+    let opts = VisionOptions { use_gpu: false, image_min_tokens: 1, image_max_tokens: 256, flash_attn: Some(false) };
+
+    // Artemis mmproj + its decoder (width 80): accepted.
+    let engine80 = Engine::load(&tiny_dec, EngineOptions { threads: 2, ..Default::default() }).unwrap();
+    assert_eq!(engine80.n_embd(), 80);
+    Vision::load(&engine80, &tiny_mm, &opts).expect("Artemis mmproj must load next to its decoder");
+
+    // A standalone Mistral decoder of width 96 (= the tiny merger's output width).
+    let ckpt = dir.join("mistral96");
+    write_mistral_checkpoint(&ckpt, 96);
+    let out = dir.join("mistral-out");
+    std::fs::create_dir_all(&out).unwrap();
+    let report = artemis_gguf::convert::convert(
+        &ckpt,
+        &artemis_gguf::convert::ConvertOptions { out_dir: out.clone(), outtype: artemis_gguf::convert::OutTypeArg::Fixed(OutType::F32), quiet: true, verify: true, ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(report.written.len(), 1, "a Mistral checkpoint gives only the decoder");
+    let engine96 = Engine::load(&report.written[0], EngineOptions { threads: 2, ..Default::default() }).unwrap();
+    assert_eq!(engine96.n_embd(), 96);
+
+    // The Artemis mmproj next to the width-96 decoder: refused, both widths named.
+    match Vision::load(&engine96, &tiny_mm, &opts) {
+        Err(EngineError::WidthMismatch { mmproj: 80, decoder: 96, .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("width mismatch accepted"),
+    }
+
+    // Without the artemis tensors, mtmd computes the stock merger width (96) and accepts it.
+    let stock = dir.join("mmproj-stock.gguf");
+    strip_artemis(&tiny_mm, &stock, 96);
+    let mut vision = Vision::load(&engine96, &stock, &opts).expect("stock Qwen3-VL mmproj must report the merger width");
+    let (w, h, rgb) = load_rgb(&fixtures().join("images/square_64.png"));
+    let emb = vision.encode(&Vision::bitmap(w, h, &rgb).unwrap()).unwrap();
+    assert_eq!(emb.data.len(), emb.n_tokens * 96);
+    // Stock path = the merger alone (its tanh GELU differs from the exact one by < 1e-3), so
+    // the output is the official merger output, not the projector's.
+    let golden = Golden::load("tiny");
+    let cos = cosine(&emb.data, golden.tensor("img_square.merger_out"));
+    eprintln!("stock merger vs official merger output: cosine {cos:.6}");
+    assert!(cos > 0.99, "stock merger output should resemble the merger output, cosine {cos}");
+}
+
+#[test]
+fn swapped_files_are_refused_with_a_clear_error() {
+    let dir = temp_dir("swapped");
+    let (dec, mm) = convert_fixture("tiny", &dir, OutType::F32);
+    let err = Engine::load(&mm.unwrap(), EngineOptions::default()).err().expect("mmproj as model must fail").to_string();
+    assert!(err.contains("mmproj") && err.contains("not a decoder"), "{err}");
+    let engine = Engine::load(&dec, EngineOptions::default()).unwrap();
+    let err = Vision::load(&engine, &dec, &VisionOptions::default()).err().expect("decoder as mmproj must fail").to_string();
+    assert!(err.contains("not an mmproj"), "{err}");
+}
