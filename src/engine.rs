@@ -11,7 +11,8 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputText};
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::gguf::GgufFile;
@@ -194,6 +195,12 @@ impl Vision {
         MtmdBitmap::from_image_data(width, height, rgb).map_err(rt("image bitmap"))
     }
 
+    /// Splits a prompt (one mtmd marker per image) into text and image chunks.
+    pub fn tokenize(&self, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<MtmdInputChunks, EngineError> {
+        let input = MtmdInputText { text: text.to_string(), add_special, parse_special: true };
+        self.mtmd.tokenize(input, images).map_err(rt("tokenizing the prompt with images"))
+    }
+
     /// Runs the vision tower + merger + projector on one image.
     pub fn encode(&mut self, bitmap: &MtmdBitmap) -> Result<ImageEmbedding, EngineError> {
         let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
@@ -238,16 +245,85 @@ impl<'m> Session<'m> {
     }
 
     /// Appends a prompt whose text holds one mtmd marker per image; logits for the last token.
-    pub fn eval_prompt(&mut self, vision: &mut Vision, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<(), EngineError> {
-        let input = MtmdInputText { text: text.to_string(), add_special, parse_special: true };
-        let chunks = vision.mtmd.tokenize(input, images).map_err(rt("tokenizing the prompt with images"))?;
+    pub fn eval_prompt(&mut self, vision: &mut Vision, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<PromptStats, EngineError> {
+        let chunks = vision.tokenize(text, images, add_special)?;
+        self.eval_chunks(vision, &chunks)
+    }
+
+    /// Evaluates tokenized prompt chunks one at a time, timing image encoding apart from prefill.
+    pub fn eval_chunks(&mut self, vision: &mut Vision, chunks: &MtmdInputChunks) -> Result<PromptStats, EngineError> {
         let needed = self.n_past as usize + chunks.total_tokens();
         if needed > self.n_ctx as usize {
             return Err(EngineError::ContextFull { needed, n_ctx: self.n_ctx });
         }
         let n_batch = self.ctx.n_batch() as i32;
-        self.n_past = chunks.eval_chunks(&mut vision.mtmd, &mut self.ctx, self.n_past, 0, n_batch, true).map_err(rt("evaluating the prompt"))?;
-        Ok(())
+        let mut stats = PromptStats::default();
+        let started = std::time::Instant::now();
+        for i in 0..chunks.len() {
+            let chunk = chunks.get(i).ok_or_else(|| EngineError::Runtime("missing prompt chunk".into()))?;
+            let last = i + 1 == chunks.len();
+            let mut new_n_past = self.n_past;
+            let rc = if chunk.chunk_type() == MtmdInputChunkType::Image {
+                let t0 = std::time::Instant::now();
+                // SAFETY: raw handles of live objects; mtmd's output buffer stays valid until the
+                // next encode, which happens after decode_image_chunk below.
+                let rc = unsafe { llama_cpp_sys_2::mtmd_encode_chunk(vision.mtmd.as_raw(), chunk.as_raw()) };
+                if rc != 0 {
+                    return Err(EngineError::Runtime(format!("image encoding failed ({rc})")));
+                }
+                stats.encode_ms += t0.elapsed().as_secs_f64() * 1e3;
+                stats.image_tokens += chunk.n_tokens();
+                unsafe {
+                    let embd = llama_cpp_sys_2::mtmd_get_output_embd(vision.mtmd.as_raw());
+                    llama_cpp_sys_2::mtmd_helper_decode_image_chunk(
+                        vision.mtmd.as_raw(), self.ctx.as_raw(), chunk.as_raw(), embd, self.n_past, 0, n_batch, &mut new_n_past, None, std::ptr::null_mut(),
+                    )
+                }
+            } else {
+                stats.text_tokens += chunk.n_tokens();
+                // SAFETY: raw handles of live objects.
+                unsafe {
+                    llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
+                        vision.mtmd.as_raw(), self.ctx.as_raw(), chunk.as_raw(), self.n_past, 0, n_batch, last, &mut new_n_past,
+                    )
+                }
+            };
+            if rc != 0 {
+                return Err(EngineError::Runtime(format!("llama_decode failed on prompt chunk {i} ({rc})")));
+            }
+            self.n_past = new_n_past;
+        }
+        stats.prefill_ms = started.elapsed().as_secs_f64() * 1e3 - stats.encode_ms;
+        Ok(stats)
+    }
+
+    /// Samples up to `max_tokens` tokens, stopping at an end-of-generation token (not emitted)
+    /// or when `on_token` returns false. Each kept token is evaluated so the KV cache holds it.
+    pub fn generate(&mut self, engine: &Engine, sampling: &Sampling, max_tokens: usize, mut on_token: impl FnMut(i32, &[u8]) -> bool) -> Result<GenStats, EngineError> {
+        let mut sampler = sampling.sampler(engine.n_vocab() as i32);
+        let vocab = engine.model.vocab();
+        let started = std::time::Instant::now();
+        let mut stats = GenStats::default();
+        for _ in 0..max_tokens {
+            let token = sampler.sample(&self.ctx, -1);
+            sampler.accept(token);
+            if vocab.is_eog(token) {
+                stats.stopped_at_eog = true;
+                break;
+            }
+            stats.tokens.push(token.0);
+            let piece = vocab.token_to_piece(token, true, None);
+            if !on_token(token.0, &piece) {
+                break;
+            }
+            if self.n_past as u32 >= self.n_ctx {
+                stats.context_full = true;
+                break;
+            }
+            self.eval_tokens(&[token.0])?;
+        }
+        stats.ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(stats)
     }
 
     /// Logits after the last evaluated token.
@@ -267,6 +343,72 @@ impl<'m> Session<'m> {
             self.eval_tokens(&[next])?;
         }
         Ok(out)
+    }
+}
+
+/// Timings of one prompt evaluation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PromptStats {
+    pub text_tokens: usize,
+    pub image_tokens: usize,
+    /// Vision tower + merger + projector time.
+    pub encode_ms: f64,
+    /// Decoder time over the prompt (text and image embeddings).
+    pub prefill_ms: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GenStats {
+    pub tokens: Vec<i32>,
+    pub ms: f64,
+    pub stopped_at_eog: bool,
+    pub context_full: bool,
+}
+
+impl GenStats {
+    pub fn tok_per_s(&self) -> f64 {
+        self.tokens.len() as f64 / (self.ms / 1e3).max(1e-9)
+    }
+}
+
+/// Sampling parameters with llama.cpp's defaults (common/common.h `common_params_sampling`).
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    /// ≤ 0: greedy.
+    pub temp: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub seed: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { temp: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0xFFFF_FFFF }
+    }
+}
+
+impl Sampling {
+    /// llama.cpp's sampler order: penalties, top-k, top-p, min-p, temperature, then draw.
+    fn sampler(&self, n_vocab: i32) -> LlamaSampler {
+        let mut chain = Vec::new();
+        if self.repeat_penalty != 1.0 {
+            chain.push(LlamaSampler::penalties(n_vocab, self.repeat_last_n, self.repeat_penalty, 0.0, 0.0));
+        }
+        if self.temp <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            chain.extend([
+                LlamaSampler::top_k(self.top_k),
+                LlamaSampler::top_p(self.top_p, 1),
+                LlamaSampler::min_p(self.min_p, 1),
+                LlamaSampler::temp(self.temp),
+                LlamaSampler::dist(self.seed),
+            ]);
+        }
+        LlamaSampler::chain_simple(chain)
     }
 }
 

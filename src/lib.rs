@@ -4,6 +4,7 @@
 //! mappings → `plan` → `convert` (which drives `encode` and the `gguf` writer). `llama` is the
 //! vendored llama.cpp as seen from Rust.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod cleanup;
 pub mod config;
@@ -15,4 +16,5 @@ pub mod gguf;
 pub mod llama;
 pub mod mmproj;
 pub mod plan;
+pub mod quantize;
 pub mod vocab;

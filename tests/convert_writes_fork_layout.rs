@@ -195,7 +195,7 @@ fn llama_cpp_tokenizes_like_the_official_tokenizer() {
         assert_eq!(engine.tokenize(&c.text, false), c.ids_no_special, "without specials: {:?}", c.text);
     }
     // and every golden prompt, as rendered by the official chat template
-    for c in Golden::load("tiny").cases.iter().filter(|c| c.image.is_none()) {
+    for c in Golden::load("tiny").cases.iter().filter(|c| c.images.is_empty()) {
         assert_eq!(engine.tokenize(&c.prompt, true), c.input_ids, "{}", c.name);
     }
 }

@@ -274,6 +274,14 @@ def make_images(out: Path) -> dict[str, Path]:
     paths["square_64"] = out / "square_64.png"
     im.save(paths["square_64"], optimize=False)
 
+    # 64 wide x 96 high -> no resize (a second image for the two-image case)
+    im = Image.fromarray(_gradient(64, 96, (20, 20, 120), (250, 230, 200), (90, 200, 90)), "RGB")
+    d = ImageDraw.Draw(im)
+    d.ellipse([8, 20, 56, 68], fill=(200, 30, 160))
+    d.rectangle([20, 74, 44, 90], fill=(10, 10, 10))
+    paths["tall_64x96"] = out / "tall_64x96.png"
+    im.save(paths["tall_64x96"], optimize=False)
+
     # 40 wide x 72 high RGBA with fully transparent, half transparent and opaque
     # areas; transparent pixels carry saturated colour so that compositing onto
     # white (not dropping alpha) is what the goldens test.  -> 64 x 32
@@ -345,6 +353,10 @@ CASES = {
     "img_rgba": ("rgba_40x72", "Is the background white or black?"),
     "img_wide": ("wide_300x120", "Write a short caption for this photo."),
     "text": (None, "Tell me about the quick brown fox."),
+}
+# Goldens computed after the seed is chosen (so adding one does not change the weights).
+EXTRA_CASES = {
+    "img_two": (("square_64", "tall_64x96"), "Compare the two pictures."),
 }
 N_GREEDY = 16
 MIN_DISTINCT = 4
@@ -443,19 +455,22 @@ def case_messages(text: str, with_image: bool) -> list:
 
 
 def prepare_case(processor: ArtemisVLMProcessor, name: str, images_dir: Path) -> dict:
-    img_key, question = CASES[name]
-    messages = case_messages(question, img_key is not None)
+    img_key, question = CASES[name] if name in CASES else EXTRA_CASES[name]
+    keys = [] if img_key is None else [img_key] if isinstance(img_key, str) else list(img_key)
+    content = [{"type": "image"} for _ in keys] + [{"type": "text", "text": question}]
+    messages = [{"role": "user", "content": content}]
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     images = []
-    if img_key is not None:
-        with Image.open(images_dir / f"{img_key}.png") as im:
+    for k in keys:
+        with Image.open(images_dir / f"{k}.png") as im:
             im.load()
-            images = [im.copy()]
+            images.append(im.copy())
     batch = processor(text=prompt, images=images, return_tensors="pt")
     unexpanded = processor.tokenizer(prompt)["input_ids"]
     c = dict(
         name=name,
-        image=f"images/{img_key}.png" if img_key else None,
+        image=f"images/{keys[0]}.png" if len(keys) == 1 else None,
+        images=[f"images/{k}.png" for k in keys],
         messages=messages,
         prompt=prompt,
         input_ids=batch["input_ids"][0].tolist(),
@@ -619,6 +634,7 @@ def make_checkpoint(name: str, spec: dict, hf_tok, out: Path, images_dir: Path, 
     seed, rel_min = choose_seed(spec, vocab_size, cases, n_seeds)
     print(f"[{name}] seed {seed}: min relative margin {rel_min:.4f}", flush=True)
     model = build_model(spec, vocab_size, seed)
+    cases = cases + [prepare_case(processor, c, images_dir) for c in EXTRA_CASES]
     mem_greedy = {c["name"]: greedy(model, c, N_GREEDY)[0] for c in cases}
 
     ref_model = model
@@ -675,11 +691,12 @@ def make_checkpoint(name: str, spec: dict, hf_tok, out: Path, images_dir: Path, 
             tensors[f"{n}.merger_out"] = merger_out.contiguous()
             tensors[f"{n}.image_embeds"] = image_embeds.contiguous()
             grid = thw.tolist()
-            resized = [grid[0][1] * 16, grid[0][2] * 16]
-            with Image.open(images_dir.parent / c["image"]) as im:
-                assert tuple(resized) == smart_resize(im.height, im.width, 32, 1024, 262144)
+            resized = [grid[0][1] * 16, grid[0][2] * 16] if len(grid) == 1 else None
+            for g, path in zip(grid, c["images"]):
+                with Image.open(images_dir.parent / path) as im:
+                    assert (g[1] * 16, g[2] * 16) == smart_resize(im.height, im.width, 32, 1024, 262144)
             n_img = int(sum(1 for t in c["input_ids"] if t == config.image_token_id))
-            assert n_img == image_embeds.shape[0] == grid[0][1] * grid[0][2] // 4
+            assert n_img == image_embeds.shape[0] == sum(g[1] * g[2] // 4 for g in grid)
             print(f"[{name}] {n}: grid {grid} image-token rms {image_embeds.pow(2).mean().sqrt():.3f} "
                   f"| max |logit diff| vs image-pad embedding {float((last_logits - no_img).abs().max()):.3f}",
                   flush=True)
@@ -689,6 +706,7 @@ def make_checkpoint(name: str, spec: dict, hf_tok, out: Path, images_dir: Path, 
         records.append(dict(
             name=n,
             image=c["image"],
+            images=c["images"],
             messages=c["messages"],
             prompt=c["prompt"],
             input_ids=c["input_ids"],

@@ -1,1 +1,349 @@
-fn main() { println!("{}", artemis_gguf::llama::system_info()); }
+//! artemis-chat: image-grounded completions and chat with an Artemis decoder GGUF + mmproj
+//! through llama.cpp's mtmd. One-shot (-p), interactive (no -p), batch captioning (--batch or an
+//! image directory). Flag names follow llama-mtmd-cli.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use artemis_gguf::chat::{self, ChatTemplate, Conversation, Reply};
+use artemis_gguf::engine::{Engine, EngineOptions, Sampling, Vision, VisionOptions};
+use artemis_gguf::gguf::GgufFile;
+
+/// Chat with an Artemis model (decoder GGUF + mmproj GGUF) through llama.cpp.
+///
+/// Exit status: 0 success; 1 error; 2 batch mode finished but some images failed (each failure
+/// is reported in its JSON line).
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Decoder GGUF (from artemis-convert / artemis-quantize).
+    model: PathBuf,
+    /// Artemis mmproj GGUF.
+    #[arg(long)]
+    mmproj: Option<PathBuf>,
+    /// Image file (repeatable; all go into one prompt) or a directory (batch mode).
+    #[arg(long)]
+    image: Vec<PathBuf>,
+    /// Prompt; without it, chat interactively.
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
+    /// System message.
+    #[arg(long)]
+    system: Option<String>,
+    /// Caption every image separately (one JSON line each) instead of one prompt with all images.
+    #[arg(long)]
+    batch: bool,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    n_predict: usize,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long = "top-k", default_value_t = 40)]
+    top_k: i32,
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// RNG seed (default: random).
+    #[arg(short = 's', long)]
+    seed: Option<u32>,
+    /// Context size (default: prompt + images + -n; 4096 for interactive chat).
+    #[arg(short = 'c', long = "ctx-size")]
+    ctx_size: Option<u32>,
+    /// Threads (default: all cores).
+    #[arg(short = 't', long)]
+    threads: Option<i32>,
+    /// Decoder layers to offload to the GPU: a number or "all".
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", short_alias = 'g', default_value = "0")]
+    n_gpu_layers: String,
+    /// Keep the mmproj on the CPU.
+    #[arg(long = "no-mmproj-offload")]
+    no_mmproj_offload: bool,
+    /// Most image tokens per image (default: the budget stored in the mmproj, 256 for Artemis).
+    #[arg(long = "image-max-tokens")]
+    image_max_tokens: Option<i32>,
+    /// Fewest image tokens per image (default: from the mmproj).
+    #[arg(long = "image-min-tokens")]
+    image_min_tokens: Option<i32>,
+    /// Render the template with thinking enabled.
+    #[arg(long, conflicts_with = "no_think")]
+    think: bool,
+    /// Render the template with thinking disabled (A3-Instruct non-thinking prompts).
+    #[arg(long = "no-think")]
+    no_think: bool,
+    /// One-shot: print one JSON object (text, token_ids, timings) instead of streaming.
+    #[arg(long)]
+    json: bool,
+    /// Keep the thinking block in --json / batch text.
+    #[arg(long = "keep-thinking")]
+    keep_thinking: bool,
+    /// Show llama.cpp's log.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// Streams reply pieces to stdout, dimming the thinking block on a terminal.
+struct Printer {
+    in_think: bool,
+    color: bool,
+}
+
+impl Printer {
+    fn print(&mut self, piece: &str) {
+        let mut out = std::io::stdout().lock();
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let marker = if self.in_think { "</think>" } else { "<think>" };
+            let (head, tail, hit) = match rest.find(marker) {
+                Some(i) => (&rest[..i + marker.len()], &rest[i + marker.len()..], true),
+                None => (rest, "", false),
+            };
+            if self.in_think && self.color {
+                let _ = write!(out, "{DIM}{head}{RESET}");
+            } else {
+                let _ = write!(out, "{head}");
+            }
+            if hit {
+                self.in_think = !self.in_think;
+            }
+            rest = tail;
+        }
+        let _ = out.flush();
+    }
+}
+
+fn budget_from_mmproj(path: &Path) -> (Option<i32>, Option<i32>) {
+    let Ok(g) = GgufFile::open(path) else { return (None, None) };
+    let patch = g.get("clip.vision.patch_size").and_then(|v| v.as_u32()).unwrap_or(16);
+    let merge = g.get("clip.vision.spatial_merge_size").and_then(|v| v.as_u32()).unwrap_or(2);
+    let per_token = (patch * merge).pow(2).max(1);
+    let tokens = |k: &str| g.get(k).and_then(|v| v.as_u32()).map(|p| (p / per_token).max(1) as i32);
+    (tokens("clip.vision.image_min_pixels"), tokens("clip.vision.image_max_pixels"))
+}
+
+fn image_files(args: &Args) -> Result<(Vec<PathBuf>, bool), String> {
+    let mut files = Vec::new();
+    let mut batch = args.batch;
+    for p in &args.image {
+        if p.is_dir() {
+            batch = true;
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok((files, batch))
+}
+
+fn print_timings(r: &Reply) {
+    eprintln!(
+        "\n[image encode {:.1} ms ({} image tokens) | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s]",
+        r.encode_ms, r.image_tokens, r.prompt_tokens, r.prompt_tok_per_s, r.generated_tokens, r.tok_per_s
+    );
+}
+
+fn run(args: Args) -> Result<u8, String> {
+    let e = |x: chat::ChatError| x.to_string();
+    let n_gpu_layers = match args.n_gpu_layers.as_str() {
+        "all" => 999,
+        n => n.parse::<u32>().map_err(|_| format!("-ngl {n:?}: expected a number or \"all\""))?,
+    };
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(4));
+    let engine = Engine::load(&args.model, EngineOptions { n_gpu_layers, threads, verbose: args.verbose, kv_f32: false }).map_err(|x| x.to_string())?;
+    // SAFETY: a pure capability query.
+    if n_gpu_layers > 0 && !unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() } {
+        eprintln!("artemis-chat: warning: this build has no GPU backend; -ngl {} ignored (build with --features cuda)", args.n_gpu_layers);
+    }
+    let template = ChatTemplate::from_gguf(&args.model).map_err(e)?;
+    let mut vision = match &args.mmproj {
+        Some(mm) => {
+            let (min_t, max_t) = budget_from_mmproj(mm);
+            if max_t.is_none() && args.image_max_tokens.is_none() {
+                eprintln!("artemis-chat: warning: {} has no pixel budget (not written by artemis-convert?); using llama.cpp's defaults, not the official 1…256 image tokens", mm.display());
+            }
+            let opts = VisionOptions {
+                use_gpu: !args.no_mmproj_offload,
+                image_min_tokens: args.image_min_tokens.or(min_t).unwrap_or(-1),
+                image_max_tokens: args.image_max_tokens.or(max_t).unwrap_or(-1),
+                flash_attn: None,
+            };
+            Some(Vision::load(&engine, mm, &opts).map_err(|x| x.to_string())?)
+        }
+        None => None,
+    };
+    let sampling = Sampling {
+        temp: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        repeat_last_n: 64,
+        seed: args.seed.unwrap_or(0xFFFF_FFFF),
+    };
+    let thinking = if args.think { Some(true) } else if args.no_think { Some(false) } else { None };
+    let (files, batch) = image_files(&args)?;
+    if !files.is_empty() && vision.is_none() {
+        return Err("--image needs --mmproj".into());
+    }
+    let max_image_tokens = if vision.is_some() { 256.max(args.image_max_tokens.unwrap_or(0) as usize) } else { 0 };
+
+    match (&args.prompt, batch) {
+        (Some(prompt), true) => {
+            // Batch captioning: model and mmproj loaded once, context reset between images.
+            let n_ctx = args.ctx_size.unwrap_or((engine.tokenize(prompt, true).len() + 64 + max_image_tokens + args.n_predict) as u32);
+            let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
+            let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
+            let opens_think = conv.opens_thinking().map_err(e)?;
+            let pb = if std::io::stderr().is_terminal() {
+                let pb = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
+                pb.set_style(ProgressStyle::with_template("captioning [{bar:30}] {pos}/{len} images, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+                pb
+            } else {
+                ProgressBar::hidden()
+            };
+            let mut failed = 0;
+            for f in &files {
+                conv.clear();
+                let line = match chat::load_image(f).and_then(|(w, h, rgb)| {
+                    let bmp = Vision::bitmap(w, h, &rgb)?;
+                    conv.turn(&engine, vision.as_mut(), &[&bmp], prompt, &sampling, args.n_predict, |_| {})
+                }) {
+                    Ok(r) => {
+                        let text = if args.keep_thinking { r.text.clone() } else { chat::strip_thinking(&r.text, opens_think) };
+                        serde_json::json!({"image": f.display().to_string(), "text": text, "tokens": r.generated_tokens, "encode_ms": r.encode_ms, "tok_per_s": r.tok_per_s})
+                    }
+                    Err(err) => {
+                        failed += 1;
+                        serde_json::json!({"image": f.display().to_string(), "error": err.to_string()})
+                    }
+                };
+                pb.suspend(|| println!("{line}"));
+                pb.inc(1);
+            }
+            pb.finish_and_clear();
+            Ok(if failed > 0 { 2 } else { 0 })
+        }
+        (Some(prompt), false) => {
+            let images: Vec<(u32, u32, Vec<u8>)> = files.iter().map(|f| chat::load_image(f)).collect::<Result<_, _>>().map_err(e)?;
+            let bitmaps = images.iter().map(|(w, h, rgb)| Vision::bitmap(*w, *h, rgb)).collect::<Result<Vec<_>, _>>().map_err(|x| x.to_string())?;
+            let refs: Vec<_> = bitmaps.iter().collect();
+            let n_ctx = match args.ctx_size {
+                Some(c) => c,
+                None => {
+                    let probe = chat::to_mtmd_prompt(&template.render(&[chat::Message::user(refs.len(), prompt)], true, thinking).map_err(e)?);
+                    let prompt_tokens = match vision.as_ref() {
+                        Some(v) => v.tokenize(&probe, &refs, true).map_err(|x| x.to_string())?.total_tokens(),
+                        None => engine.tokenize(&probe, true).len(),
+                    };
+                    (prompt_tokens + args.system.as_ref().map_or(0, |s| engine.tokenize(s, false).len() + 8) + args.n_predict + 1) as u32
+                }
+            };
+            let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
+            let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
+            let opens_think = conv.opens_thinking().map_err(e)?;
+            let mut printer = Printer { in_think: opens_think, color: std::io::stdout().is_terminal() };
+            let json = args.json;
+            let reply = conv
+                .turn(&engine, vision.as_mut(), &refs, prompt, &sampling, args.n_predict, |piece| {
+                    if !json {
+                        printer.print(piece)
+                    }
+                })
+                .map_err(e)?;
+            if json {
+                let mut v = serde_json::to_value(&reply).map_err(|x| x.to_string())?;
+                if !args.keep_thinking {
+                    v["text"] = chat::strip_thinking(&reply.text, opens_think).into();
+                }
+                println!("{v}");
+            } else {
+                println!();
+                print_timings(&reply);
+            }
+            Ok(0)
+        }
+        (None, _) => {
+            let session = engine.session(args.ctx_size.unwrap_or(4096)).map_err(|x| x.to_string())?;
+            let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
+            let opens_think = conv.opens_thinking().map_err(e)?;
+            let tty = std::io::stdin().is_terminal();
+            let mut pending: Vec<PathBuf> = files.clone();
+            if tty {
+                eprintln!("artemis-chat: /image PATH attaches an image to your next message, /clear starts over, /exit quits");
+            }
+            let stdin = std::io::stdin();
+            loop {
+                if tty {
+                    eprint!("> ");
+                }
+                let mut line = String::new();
+                if stdin.lock().read_line(&mut line).map_err(|x| x.to_string())? == 0 {
+                    break;
+                }
+                let line = line.trim_end_matches(['\n', '\r']);
+                if let Some(p) = line.strip_prefix("/image ") {
+                    pending.push(PathBuf::from(p.trim()));
+                    continue;
+                }
+                match line.trim() {
+                    "/exit" | "/quit" => break,
+                    "/clear" => {
+                        conv.clear();
+                        pending.clear();
+                        continue;
+                    }
+                    "" => continue,
+                    _ => {}
+                }
+                let loaded: Result<Vec<_>, _> = pending.drain(..).map(|f| chat::load_image(&f)).collect();
+                let images = match loaded {
+                    Ok(i) => i,
+                    Err(err) => {
+                        eprintln!("artemis-chat: {err}");
+                        continue;
+                    }
+                };
+                let bitmaps = images.iter().map(|(w, h, rgb)| Vision::bitmap(*w, *h, rgb)).collect::<Result<Vec<_>, _>>().map_err(|x| x.to_string())?;
+                let refs: Vec<_> = bitmaps.iter().collect();
+                let mut printer = Printer { in_think: opens_think, color: std::io::stdout().is_terminal() };
+                match conv.turn(&engine, vision.as_mut(), &refs, line, &sampling, args.n_predict, |p| printer.print(p)) {
+                    Ok(r) => {
+                        println!();
+                        print_timings(&r);
+                    }
+                    Err(err) => {
+                        eprintln!("artemis-chat: {err}");
+                        conv.messages.pop();
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("artemis-chat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

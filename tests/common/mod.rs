@@ -24,6 +24,9 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub struct Case {
     pub name: String,
     pub image: Option<String>,
+    /// Every image of the case, in prompt order.
+    #[serde(default)]
+    pub images: Vec<String>,
     pub prompt: String,
     pub input_ids: Vec<i32>,
     pub image_grid_thw: Vec<Vec<usize>>,

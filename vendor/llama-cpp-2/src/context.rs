@@ -52,6 +52,12 @@ impl Debug for LlamaContext<'_> {
 }
 
 impl<'model> LlamaContext<'model> {
+    // artemis: see MtmdContext::as_raw in mtmd.rs.
+    /// The raw `llama_context` pointer, for calls into `llama_cpp_sys_2` that this crate does not wrap.
+    pub fn as_raw(&mut self) -> *mut llama_cpp_sys_2::llama_context {
+        self.context.as_mut_ptr()
+    }
+
     pub(crate) fn new(llama_context: Ptr<llama_cpp_sys_2::llama_context>) -> Self {
         Self {
             context: llama_context,

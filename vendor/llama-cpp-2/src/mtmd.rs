@@ -385,6 +385,13 @@ impl MtmdContext {
         // SAFETY: after a successful encode, mtmd's output buffer holds n_tokens * n_embd floats.
         Ok(unsafe { std::slice::from_raw_parts(ptr, n) }.to_vec())
     }
+
+    // artemis: per-chunk evaluation (to time image encoding apart from decoding) goes through
+    // mtmd_helper_eval_chunk_single in the sys crate, which needs the raw handles.
+    /// The raw `mtmd_context` pointer, for calls into `llama_cpp_sys_2` that this crate does not wrap.
+    pub fn as_raw(&mut self) -> *mut llama_cpp_sys_2::mtmd_context {
+        self.context.as_mut_ptr()
+    }
 }
 
 impl Drop for MtmdContext {
@@ -862,6 +869,13 @@ unsafe impl Send for MtmdInputChunk<'_> {}
 unsafe impl Sync for MtmdInputChunk<'_> {}
 
 impl MtmdInputChunk<'_> {
+    // artemis: see MtmdContext::as_raw.
+    /// The raw `mtmd_input_chunk` pointer, valid while `self` lives.
+    #[must_use]
+    pub fn as_raw(&self) -> *const llama_cpp_sys_2::mtmd_input_chunk {
+        self.chunk.as_ptr()
+    }
+
     /// Get the type of this chunk
     #[must_use]
     pub fn chunk_type(&self) -> MtmdInputChunkType {

@@ -1,0 +1,301 @@
+//! artemis-chat's conversation layer: messages rendered with the chat template stored in the
+//! decoder GGUF (a real Jinja engine, as the official tokenizer's apply_chat_template), images
+//! placed before the text, turns appended to a live KV cache so an image is encoded once.
+
+use std::path::Path;
+
+use llama_cpp_2::mtmd::MtmdBitmap;
+use serde::Serialize;
+
+use crate::engine::{Engine, EngineError, GenStats, PromptStats, Sampling, Session, Vision};
+use crate::gguf::GgufFile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{path}: {message}")]
+    Template { path: String, message: String },
+    #[error("{path}: cannot read image: {message}")]
+    Image { path: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The official processor's framing of one image in the rendered prompt (reference §6); mtmd
+/// emits `<|vision_start|>`, the image embeddings and `<|vision_end|>` for its marker instead.
+pub const IMAGE_FRAMING: &str = "<|vision_start|><|image_pad|><|vision_end|>";
+
+/// One part of a message's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Image,
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub parts: Vec<Part>,
+}
+
+impl Message {
+    /// A user turn: one image part per image, before the text (as the official processor does).
+    pub fn user(n_images: usize, text: &str) -> Message {
+        let mut parts = vec![Part::Image; n_images];
+        parts.push(Part::Text(text.to_string()));
+        Message { role: "user".into(), parts }
+    }
+    pub fn text(role: &str, text: &str) -> Message {
+        Message { role: role.into(), parts: vec![Part::Text(text.to_string())] }
+    }
+    fn to_json(&self) -> serde_json::Value {
+        let content: Vec<serde_json::Value> = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Image => serde_json::json!({"type": "image"}),
+                Part::Text(t) => serde_json::json!({"type": "text", "text": t}),
+            })
+            .collect();
+        serde_json::json!({"role": self.role, "content": content})
+    }
+    pub fn n_images(&self) -> usize {
+        self.parts.iter().filter(|p| **p == Part::Image).count()
+    }
+}
+
+/// The checkpoint's chat template, rendered with minijinja (Python-compatible string methods).
+pub struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    pub bos_token: String,
+    pub eos_token: String,
+    origin: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: &str, bos_token: &str, eos_token: &str, origin: &str) -> Result<ChatTemplate, ChatError> {
+        let mut env = minijinja::Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| ChatError::Template { path: origin.to_string(), message: format!("chat template does not parse: {e}") })?;
+        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), origin: origin.into() })
+    }
+
+    /// Reads `tokenizer.chat_template` and the bos/eos token texts from a decoder GGUF.
+    pub fn from_gguf(path: &Path) -> Result<ChatTemplate, ChatError> {
+        let origin = path.display().to_string();
+        let g = GgufFile::open(path).map_err(|e| ChatError::Template { path: origin.clone(), message: e.to_string() })?;
+        let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).ok_or_else(|| ChatError::Template {
+            path: origin.clone(),
+            message: "no tokenizer.chat_template in this GGUF; convert it with artemis-convert from a checkpoint that has chat_template.jinja".into(),
+        })?;
+        let tokens = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array());
+        let token = |key: &str| -> String {
+            let id = g.get(key).and_then(|v| v.as_u32());
+            id.and_then(|i| tokens.and_then(|t| t.get(i as usize)).and_then(|v| v.as_str())).unwrap_or_default().to_string()
+        };
+        ChatTemplate::new(source, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"), &origin)
+    }
+
+    /// Renders `messages`; `enable_thinking` None leaves the template's default.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, enable_thinking: Option<bool>) -> Result<String, ChatError> {
+        let tmpl = self.env.get_template("chat").map_err(|e| ChatError::Template { path: self.origin.clone(), message: e.to_string() })?;
+        let msgs: Vec<serde_json::Value> = messages.iter().map(Message::to_json).collect();
+        let mut ctx = serde_json::json!({
+            "messages": msgs,
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        });
+        if let Some(t) = enable_thinking {
+            ctx["enable_thinking"] = t.into();
+        }
+        tmpl.render(minijinja::Value::from_serialize(&ctx))
+            .map_err(|e| ChatError::Template { path: self.origin.clone(), message: format!("rendering the chat template failed: {e}") })
+    }
+}
+
+/// The rendered prompt in mtmd's terms: each official image framing becomes mtmd's marker.
+pub fn to_mtmd_prompt(rendered: &str) -> String {
+    rendered.replace(IMAGE_FRAMING, llama_cpp_2::mtmd::mtmd_default_marker())
+}
+
+/// Decodes an image file into packed RGB8 for mtmd.
+pub fn load_image(path: &Path) -> Result<(u32, u32, Vec<u8>), ChatError> {
+    let err = |message: String| ChatError::Image { path: path.display().to_string(), message };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let format = image::guess_format(&bytes).map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".into()))?;
+    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| err(format!("{format:?} decoding failed: {e}")))?;
+    let rgb = img.to_rgb8();
+    Ok((rgb.width(), rgb.height(), rgb.into_raw()))
+}
+
+/// Result of one assistant turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    pub text: String,
+    pub token_ids: Vec<i32>,
+    pub prompt_tokens: usize,
+    pub image_tokens: usize,
+    pub encode_ms: f64,
+    pub prompt_ms: f64,
+    pub prompt_tok_per_s: f64,
+    pub generated_tokens: usize,
+    pub gen_ms: f64,
+    pub tok_per_s: f64,
+}
+
+impl Reply {
+    fn new(text: String, p: PromptStats, g: &GenStats) -> Reply {
+        let n_prompt = p.text_tokens + p.image_tokens;
+        Reply {
+            text,
+            token_ids: g.tokens.clone(),
+            prompt_tokens: n_prompt,
+            image_tokens: p.image_tokens,
+            encode_ms: p.encode_ms,
+            prompt_ms: p.prefill_ms,
+            prompt_tok_per_s: n_prompt as f64 / (p.prefill_ms / 1e3).max(1e-9),
+            generated_tokens: g.tokens.len(),
+            gen_ms: g.ms,
+            tok_per_s: g.tok_per_s(),
+        }
+    }
+}
+
+/// Removes a leading thinking block (`…</think>`) for output that should carry only the answer.
+pub fn strip_thinking(text: &str, prompt_opens_think: bool) -> String {
+    let t = if prompt_opens_think { text } else { text.trim_start() };
+    let body = if prompt_opens_think { Some(t) } else { t.strip_prefix("<think>") };
+    match body.and_then(|b| b.split_once("</think>")) {
+        Some((_, answer)) => answer.trim_start().to_string(),
+        None if prompt_opens_think => String::new(),
+        None => text.to_string(),
+    }
+}
+
+/// A multi-turn conversation over one KV cache.
+pub struct Conversation<'m> {
+    pub session: Session<'m>,
+    template: &'m ChatTemplate,
+    pub messages: Vec<Message>,
+    /// Exactly the text whose tokens are in the KV cache (rendered prompts + generated replies).
+    fed: String,
+    pub enable_thinking: Option<bool>,
+    pub system: Option<String>,
+}
+
+impl<'m> Conversation<'m> {
+    pub fn new(session: Session<'m>, template: &'m ChatTemplate, system: Option<String>, enable_thinking: Option<bool>) -> Conversation<'m> {
+        let messages = system.iter().map(|s| Message::text("system", s)).collect();
+        Conversation { session, template, messages, fed: String::new(), enable_thinking, system }
+    }
+
+    /// Forgets every turn (and clears the KV cache); keeps the system prompt.
+    pub fn clear(&mut self) {
+        self.session.ctx.clear_kv_cache();
+        self.session.n_past = 0;
+        self.fed.clear();
+        self.messages = self.system.iter().map(|s| Message::text("system", s)).collect();
+    }
+
+    /// Does the rendered generation prompt open a thinking block (so the reply starts inside it)?
+    pub fn opens_thinking(&self) -> Result<bool, ChatError> {
+        Ok(self.template.render(&[Message::text("user", "x")], true, self.enable_thinking)?.trim_end().ends_with("<think>"))
+    }
+
+    /// Adds a user turn with `images` (placed before the text), evaluates only what is new since
+    /// the last turn, generates a reply and keeps it in the cache.
+    pub fn turn(
+        &mut self,
+        engine: &Engine,
+        vision: Option<&mut Vision>,
+        images: &[&MtmdBitmap],
+        text: &str,
+        sampling: &Sampling,
+        max_tokens: usize,
+        on_piece: impl FnMut(&str),
+    ) -> Result<Reply, ChatError> {
+        self.messages.push(Message::user(images.len(), text));
+        let rendered = self.template.render(&self.messages, true, self.enable_thinking)?;
+        // Only the new suffix is evaluated; earlier turns (and their images) stay in the cache.
+        let (delta, add_special) = match rendered.strip_prefix(self.fed.as_str()) {
+            Some(rest) if !self.fed.is_empty() => (rest.to_string(), false),
+            _ => {
+                if !self.fed.is_empty() {
+                    return Err(ChatError::Usage("the chat template rewrote earlier turns; use /clear to start over".into()));
+                }
+                (rendered.clone(), true)
+            }
+        };
+        let prompt = match vision {
+            Some(v) => {
+                let chunks = v.tokenize(&to_mtmd_prompt(&delta), images, add_special)?;
+                self.session.eval_chunks(v, &chunks)?
+            }
+            None => {
+                if !images.is_empty() {
+                    return Err(ChatError::Usage("images need --mmproj".into()));
+                }
+                let ids = engine.tokenize(&delta, add_special);
+                let t0 = std::time::Instant::now();
+                self.session.eval_tokens(&ids)?;
+                PromptStats { text_tokens: ids.len(), prefill_ms: t0.elapsed().as_secs_f64() * 1e3, ..Default::default() }
+            }
+        };
+        let mut decoder = Utf8Stream::default();
+        let mut on_piece = on_piece;
+        let mut text_out = String::new();
+        let gen = self.session.generate(engine, sampling, max_tokens, |_, bytes| {
+            let s = decoder.push(bytes);
+            on_piece(&s);
+            text_out.push_str(&s);
+            true
+        })?;
+        let rest = decoder.finish();
+        on_piece(&rest);
+        text_out.push_str(&rest);
+        // What the cache now holds: the prompt and the reply; the end-of-turn token was sampled
+        // but not evaluated, so the next turn's text starts with it.
+        self.fed = format!("{rendered}{text_out}");
+        let assistant_prefix = rendered.rsplit_once("<|im_start|>assistant\n").map(|(_, g)| g.to_string()).unwrap_or_default();
+        self.messages.push(Message::text("assistant", &format!("{assistant_prefix}{text_out}")));
+        Ok(Reply::new(text_out, prompt, &gen))
+    }
+}
+
+/// Turns a stream of token bytes into UTF-8 text without splitting multi-byte characters.
+#[derive(Default)]
+pub struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        match std::str::from_utf8(&self.pending) {
+            Ok(s) => {
+                let s = s.to_string();
+                self.pending.clear();
+                s
+            }
+            Err(e) if e.error_len().is_none() => {
+                let valid = e.valid_up_to();
+                let s = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+                self.pending.drain(..valid);
+                s
+            }
+            Err(_) => {
+                let s = String::from_utf8_lossy(&self.pending).into_owned();
+                self.pending.clear();
+                s
+            }
+        }
+    }
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
