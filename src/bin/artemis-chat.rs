@@ -174,16 +174,17 @@ fn run(args: Args) -> Result<u8, String> {
     let mut vision = match &args.mmproj {
         Some(mm) => {
             let (min_t, max_t) = budget_from_mmproj(mm);
-            if max_t.is_none() && args.image_max_tokens.is_none() {
-                eprintln!("artemis-chat: warning: {} has no pixel budget (not written by artemis-convert?); using llama.cpp's defaults, not the official 1…256 image tokens", mm.display());
-            }
             let opts = VisionOptions {
                 use_gpu: !args.no_mmproj_offload,
                 image_min_tokens: args.image_min_tokens.or(min_t).unwrap_or(-1),
                 image_max_tokens: args.image_max_tokens.or(max_t).unwrap_or(-1),
                 flash_attn: None,
             };
-            Some(Vision::load(&engine, mm, &opts).map_err(|x| x.to_string())?)
+            let vision = Vision::load(&engine, mm, &opts).map_err(|x| x.to_string())?;
+            if max_t.is_none() && args.image_max_tokens.is_none() {
+                eprintln!("artemis-chat: warning: {} has no pixel budget (not written by artemis-convert?); using llama.cpp's defaults, not the official 1…256 image tokens", mm.display());
+            }
+            Some(vision)
         }
         None => None,
     };
