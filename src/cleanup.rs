@@ -1,4 +1,5 @@
-//! Temp files to remove if the process is interrupted (Ctrl-C) before they are committed.
+//! Temp files and directories to remove if the process is interrupted (Ctrl-C) before they are
+//! committed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,11 +18,15 @@ pub fn unregister(path: &Path) {
     }
 }
 
-/// Removes every registered temp file. Called from the Ctrl-C handler.
+/// Removes every registered temp file or directory. Called from the Ctrl-C handler.
 pub fn remove_all() {
     if let Ok(mut v) = PENDING.lock() {
         for p in v.drain(..) {
-            let _ = std::fs::remove_file(p);
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod gguf;
 pub mod llama;
 pub mod mmproj;
+pub mod pipeline;
 pub mod plan;
 pub mod quantize;
 pub mod vocab;

@@ -213,3 +213,38 @@ fn list_shows_every_type_with_bits_per_weight() {
     }
     assert!(s.lines().any(|l| l.starts_with("q8_0") && l.contains("8.5000")), "{s}");
 }
+
+#[test]
+fn convert_with_quantize_equals_convert_then_quantize_and_leaves_no_intermediate() {
+    let dir = temp_dir("pipeline");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::create_dir_all(&two).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+        .args(["--to", "gguf"]).arg(fixtures().join("small")).arg("-o").arg(&one)
+        .args(["--name", "small", "--quantize", "q4_k_m", "--mmproj-quantize", "q8_0", "-t", "2"])
+        .output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("peak disk use"));
+    let mut names: Vec<String> = std::fs::read_dir(&one).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, vec!["mmproj-small-q8_0.gguf", "small-q4_k_m.gguf"], "no intermediate left");
+
+    let (dec, mm) = convert_fixture("small", &two, OutType::BF16);
+    let d = two.join("small-q4_k_m.gguf");
+    let m = two.join("mmproj-small-q8_0.gguf");
+    q(&dec, &d, "q4_k_m", &quiet());
+    q(&mm.unwrap(), &m, "q8_0", &quiet());
+    assert_eq!(std::fs::read(one.join("small-q4_k_m.gguf")).unwrap(), std::fs::read(&d).unwrap());
+    assert_eq!(std::fs::read(one.join("mmproj-small-q8_0.gguf")).unwrap(), std::fs::read(&m).unwrap());
+
+    // a failing run (unknown mmproj type for the mmproj path) leaves nothing behind
+    let three = dir.join("three");
+    std::fs::create_dir_all(&three).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+        .args(["--to", "gguf"]).arg(fixtures().join("small")).arg("-o").arg(&three)
+        .args(["--name", "small", "--quantize", "q4_k_m", "--mmproj-quantize", "iq2_xs"])
+        .output().unwrap();
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read_dir(&three).unwrap().count(), 0, "nothing left after a failure");
+}

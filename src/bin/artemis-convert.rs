@@ -61,6 +61,12 @@ struct Args {
     /// After writing, re-read every tensor and compare it with the checkpoint.
     #[arg(long)]
     verify: bool,
+    /// Quantize the decoder with llama.cpp (e.g. q4_k_m); the 16-bit intermediate is a temp file.
+    #[arg(long)]
+    quantize: Option<String>,
+    /// Quantize the mmproj too (q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16, bf16).
+    #[arg(long = "mmproj-quantize")]
+    mmproj_quantize: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -79,7 +85,7 @@ fn main() -> ExitCode {
             Only::Decoder => FileKind::Decoder,
             Only::Mmproj => FileKind::Mmproj,
         }),
-        name: args.name,
+        name: args.name.clone(),
         dry_run: args.dry_run,
         threads: args.threads,
         force: args.force,
@@ -87,6 +93,13 @@ fn main() -> ExitCode {
         verify: args.verify,
     };
     let started = std::time::Instant::now();
+    if let Some(q) = &args.quantize {
+        return quantize_pipeline(&args, &opts, q, started);
+    }
+    if args.mmproj_quantize.is_some() {
+        eprintln!("artemis-convert: --mmproj-quantize needs --quantize (use artemis-quantize for the mmproj alone)");
+        return ExitCode::FAILURE;
+    }
     match convert::convert(&args.ckpt_dir, &opts) {
         Ok(report) => {
             if args.dry_run {
@@ -106,6 +119,45 @@ fn main() -> ExitCode {
                 if !args.quiet {
                     eprintln!("converted in {:.1} s", started.elapsed().as_secs_f64());
                 }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("artemis-convert: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn quantize_pipeline(args: &Args, opts: &ConvertOptions, q: &str, started: std::time::Instant) -> ExitCode {
+    use artemis_gguf::quantize::{parse_type, QuantizeOptions};
+    let parsed = parse_type(q).and_then(|d| Ok((d, args.mmproj_quantize.as_deref().map(parse_type).transpose()?)));
+    let (dec_q, mm_q) = match parsed {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("artemis-convert: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.dry_run {
+        eprintln!("artemis-convert: --dry-run with --quantize: plan the conversion without --quantize, then use artemis-quantize --dry-run");
+        return ExitCode::FAILURE;
+    }
+    let qopts = QuantizeOptions { quiet: args.quiet, threads: args.threads, ..Default::default() };
+    match artemis_gguf::pipeline::convert_and_quantize(&args.ckpt_dir, opts, dec_q, mm_q, &qopts) {
+        Ok(r) => {
+            for p in &r.written {
+                let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                println!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+            }
+            if !args.quiet {
+                let mib = |b: u64| b as f64 / (1 << 20) as f64;
+                eprintln!(
+                    "converted and quantized in {:.1} s; peak disk use {:.1} MiB (convert-then-quantize keeps {:.1} MiB)",
+                    started.elapsed().as_secs_f64(),
+                    mib(r.peak_disk_bytes),
+                    mib(r.two_step_disk_bytes)
+                );
             }
             ExitCode::SUCCESS
         }

@@ -1,0 +1,106 @@
+//! One command from safetensors to quantized GGUFs: convert into a hidden temp directory inside
+//! the output directory (16-bit), quantize from there into the final files, remove the
+//! intermediates — also on failure or Ctrl-C.
+
+use std::path::{Path, PathBuf};
+
+use crate::convert::{self, ConvertError, ConvertOptions};
+use crate::plan::FileKind;
+use crate::quantize::{self, QuantType, QuantizeError, QuantizeOptions, QuantizeReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    #[error("{path}: already exists (use --force to overwrite)")]
+    Exists { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub struct PipelineReport {
+    pub written: Vec<PathBuf>,
+    pub quantized: Vec<QuantizeReport>,
+    /// Largest number of bytes this run had on disk at once (intermediates + outputs).
+    pub peak_disk_bytes: u64,
+    /// What convert-then-quantize would leave on disk (16-bit files kept + quantized files).
+    pub two_step_disk_bytes: u64,
+}
+
+/// Removes the intermediate directory when dropped (success, error or panic); Ctrl-C is covered
+/// by the cleanup registry.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        crate::cleanup::unregister(&self.0);
+    }
+}
+
+fn size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Converts `ckpt` and quantizes the decoder to `dec_q` (and the mmproj to `mm_q` if given; else
+/// the mmproj is written directly at its convert outtype).
+pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType, mm_q: Option<QuantType>, qopts: &QuantizeOptions) -> Result<PipelineReport, PipelineError> {
+    let out_dir = &opts.out_dir;
+    let tmp = TempDir(out_dir.join(format!(".artemis-convert-{}.tmp", std::process::id())));
+    std::fs::create_dir_all(&tmp.0).map_err(|source| PipelineError::Io { path: tmp.0.clone(), source })?;
+    crate::cleanup::register(&tmp.0);
+
+    let mut copts = opts.clone();
+    copts.out_dir = tmp.0.clone();
+    copts.force = true;
+    let report = convert::convert(ckpt, &copts)?;
+    let mut written = Vec::new();
+    let mut quantized = Vec::new();
+    let intermediates: u64 = report.written.iter().map(|p| size(p)).sum();
+    let mut on_disk = intermediates;
+    let mut peak = on_disk;
+    let mut finals = 0u64;
+    // Quantized files are written into the temp directory too and moved into place only when
+    // every step succeeded, so a failure leaves no partial set of outputs.
+    let mut staged = Vec::new();
+    for (file, path) in report.plan.files.iter().zip(&report.written) {
+        let target = match file.kind {
+            FileKind::Decoder => Some(dec_q),
+            FileKind::Mmproj => mm_q,
+        };
+        let name = match target {
+            Some(t) => {
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let base = stem.rsplit_once('-').map(|(b, _)| b.to_string()).unwrap_or(stem);
+                format!("{base}-{}.gguf", t.name.to_ascii_lowercase())
+            }
+            None => path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        };
+        let dest = out_dir.join(&name);
+        if dest.exists() && !opts.force {
+            return Err(PipelineError::Exists { path: dest });
+        }
+        let staged_path = match target {
+            Some(t) => {
+                let staged_path = tmp.0.join(format!("q-{name}"));
+                let q = quantize::quantize(path, Some(&staged_path), t, &QuantizeOptions { force: true, ..qopts.clone() })?;
+                on_disk += size(&staged_path);
+                peak = peak.max(on_disk);
+                on_disk -= size(path);
+                let _ = std::fs::remove_file(path);
+                quantized.push(q);
+                staged_path
+            }
+            None => path.clone(),
+        };
+        finals += size(&staged_path);
+        staged.push((staged_path, dest));
+    }
+    for (from, to) in staged {
+        std::fs::rename(&from, &to).map_err(|source| PipelineError::Io { path: to.clone(), source })?;
+        written.push(to);
+    }
+    Ok(PipelineReport { written, quantized, peak_disk_bytes: peak, two_step_disk_bytes: intermediates + finals })
+}
