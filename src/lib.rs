@@ -17,5 +17,6 @@ pub mod llama;
 pub mod mmproj;
 pub mod pipeline;
 pub mod plan;
+pub mod preprocess;
 pub mod quantize;
 pub mod vocab;
