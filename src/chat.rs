@@ -121,14 +121,18 @@ pub fn to_mtmd_prompt(rendered: &str) -> String {
     rendered.replace(IMAGE_FRAMING, llama_cpp_2::mtmd::mtmd_default_marker())
 }
 
-/// Decodes an image file into packed RGB8 for mtmd.
-pub fn load_image(path: &Path) -> Result<(u32, u32, Vec<u8>), ChatError> {
-    let err = |message: String| ChatError::Image { path: path.display().to_string(), message };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let format = image::guess_format(&bytes).map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".into()))?;
-    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| err(format!("{format:?} decoding failed: {e}")))?;
-    let rgb = img.to_rgb8();
-    Ok((rgb.width(), rgb.height(), rgb.into_raw()))
+/// Decodes an image file (PNG or JPEG, sniffed from its content).
+pub fn load_image(path: &Path) -> Result<image::DynamicImage, ChatError> {
+    crate::preprocess::load_image(path).map_err(|e| match e {
+        crate::preprocess::PreprocessError::Load { path, message } => ChatError::Image { path, message },
+        other => ChatError::Image { path: path.display().to_string(), message: other.to_string() },
+    })
+}
+
+/// Decodes and prepares an image for `vision` (see [`Vision::prepare`]).
+pub fn image_bitmap(vision: &Vision, path: &Path) -> Result<MtmdBitmap, ChatError> {
+    let img = load_image(path)?;
+    vision.prepare(&img).map_err(|e| ChatError::Image { path: path.display().to_string(), message: e.to_string() })
 }
 
 /// Result of one assistant turn.

@@ -16,6 +16,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::gguf::GgufFile;
+use crate::preprocess::{self, Params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -150,6 +151,53 @@ pub struct Vision {
     pub mtmd: MtmdContext,
     pub path: PathBuf,
     n_embd: usize,
+    /// The official processor's settings when this is an Artemis mmproj written by
+    /// artemis-convert (artemis tensors + pixel-budget keys); None = llama.cpp's own
+    /// preprocessing (stock Qwen3-VL mmprojs, fork-written Artemis mmprojs).
+    pub official: Option<Params>,
+    /// Values that were defaulted because the mmproj lacks them (fork-written files).
+    pub warnings: Vec<String>,
+}
+
+/// The official preprocessing for an mmproj, if it carries what it needs (reference §4, §9),
+/// plus warnings about values llama.cpp will default.
+fn official_params(g: &GgufFile, opts: &VisionOptions) -> (Option<Params>, Vec<String>) {
+    let u = |k: &str| g.get(k).and_then(|v| v.as_u32());
+    let mut warnings = Vec::new();
+    let is_artemis = g.tensor("mm.artemis_fc1.weight").is_some();
+    if let Some(eps) = g.get("clip.vision.attention.layer_norm_epsilon").and_then(|v| v.as_f32()) {
+        if is_artemis && (eps - 1e-6).abs() > 1e-9 {
+            warnings.push(format!("ViT LayerNorm epsilon is {eps:e} in this file (the official model uses 1e-6; the fork writes the decoder's rms eps)"));
+        }
+    }
+    let (Some(min_px), Some(max_px)) = (u("clip.vision.image_min_pixels"), u("clip.vision.image_max_pixels")) else {
+        if is_artemis {
+            warnings.push("no pixel budget (clip.vision.image_min/max_pixels): llama.cpp's own Qwen-VL preprocessing and budget (8…4096 image tokens) apply, not the official processor's (1…256); re-convert with artemis-convert".into());
+        }
+        return (None, warnings);
+    };
+    if !is_artemis {
+        return (None, warnings);
+    }
+    let patch = u("clip.vision.patch_size").unwrap_or(16) as usize;
+    let merge = u("clip.vision.spatial_merge_size").unwrap_or(2) as usize;
+    let per_token = ((patch * merge) * (patch * merge)) as u64;
+    let f3 = |k: &str, d: [f32; 3]| -> [f32; 3] {
+        match g.get(k).and_then(|v| v.as_array()) {
+            Some(a) if a.len() == 3 => [0, 1, 2].map(|i| a[i].as_f32().unwrap_or(d[i])),
+            _ => d,
+        }
+    };
+    let params = Params {
+        min_pixels: if opts.image_min_tokens > 0 { opts.image_min_tokens as u64 * per_token } else { min_px as u64 },
+        max_pixels: if opts.image_max_tokens > 0 { opts.image_max_tokens as u64 * per_token } else { max_px as u64 },
+        patch,
+        merge,
+        temporal: 2,
+        mean: f3("clip.vision.image_mean", preprocess::CLIP_MEAN),
+        std: f3("clip.vision.image_std", preprocess::CLIP_STD),
+    };
+    (Some(params), warnings)
 }
 
 /// An image's embeddings: `n_tokens` rows of the decoder's width.
@@ -171,13 +219,21 @@ impl Vision {
                 return Err(EngineError::WidthMismatch { path: path.to_path_buf(), mmproj: w, decoder: engine.n_embd() as u64 });
             }
         }
+        let (official, warnings) = official_params(&gguf, opts);
+        // With official preprocessing, mtmd gets the same budget in tokens, so an image already
+        // resized to smart_resize's target passes mtmd's own resize unchanged.
+        let per_token = official.as_ref().map(|p| ((p.patch * p.merge) * (p.patch * p.merge)) as u64).unwrap_or(1);
+        let (min_tokens, max_tokens) = match &official {
+            Some(p) => ((p.min_pixels / per_token).max(1) as i32, (p.max_pixels / per_token).max(1) as i32),
+            None => (opts.image_min_tokens, opts.image_max_tokens),
+        };
         let params = MtmdContextParams {
             use_gpu: opts.use_gpu,
             print_timings: engine.opts.verbose,
             n_threads: engine.opts.threads,
             media_marker: std::ffi::CString::new(llama_cpp_2::mtmd::mtmd_default_marker()).map_err(rt("marker"))?,
-            image_min_tokens: opts.image_min_tokens,
-            image_max_tokens: opts.image_max_tokens,
+            image_min_tokens: min_tokens,
+            image_max_tokens: max_tokens,
             flash_attn_type: match opts.flash_attn {
                 None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
                 Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -187,12 +243,28 @@ impl Vision {
         let path_str = path.to_str().ok_or_else(|| EngineError::Load { path: path.to_path_buf(), message: "path is not UTF-8".into() })?;
         let mtmd = MtmdContext::init_from_file(path_str, &engine.model, &params)
             .map_err(|e| EngineError::Load { path: path.to_path_buf(), message: format!("mtmd could not load the mmproj ({e}); run with --verbose for its log") })?;
-        Ok(Vision { mtmd, path: path.to_path_buf(), n_embd: engine.n_embd() })
+        Ok(Vision { mtmd, path: path.to_path_buf(), n_embd: engine.n_embd(), official, warnings })
     }
 
-    /// Wraps packed RGB pixels for mtmd.
+    /// Wraps packed RGB pixels for mtmd as they are.
     pub fn bitmap(width: u32, height: u32, rgb: &[u8]) -> Result<MtmdBitmap, EngineError> {
         MtmdBitmap::from_image_data(width, height, rgb).map_err(rt("image bitmap"))
+    }
+
+    /// An image as the model expects it: with official preprocessing, converted to RGB on white
+    /// and resized to smart_resize's target with Pillow's bicubic (mtmd then leaves it as is);
+    /// otherwise plain RGB for llama.cpp's own preprocessing.
+    pub fn prepare(&self, img: &image::DynamicImage) -> Result<MtmdBitmap, EngineError> {
+        match &self.official {
+            Some(p) => {
+                let prepared = preprocess::preprocess(img, p).map_err(|e| EngineError::Runtime(e.to_string()))?;
+                Self::bitmap(prepared.w_bar, prepared.h_bar, prepared.resized.as_raw())
+            }
+            None => {
+                let rgb = img.to_rgb8();
+                Self::bitmap(rgb.width(), rgb.height(), rgb.as_raw())
+            }
+        }
     }
 
     /// Splits a prompt (one mtmd marker per image) into text and image chunks.

@@ -27,10 +27,7 @@ use std::path::Path;
 
 use image::{DynamicImage, RgbImage};
 
-/// OpenAI CLIP mean (transformers' `OPENAI_CLIP_MEAN`), the class default the Artemis processor uses.
-pub const CLIP_MEAN: [f32; 3] = [0.48145466, 0.4578275, 0.40821073];
-/// OpenAI CLIP std (transformers' `OPENAI_CLIP_STD`).
-pub const CLIP_STD: [f32; 3] = [0.26862954, 0.26130258, 0.27577711];
+pub use crate::config::{CLIP_MEAN, CLIP_STD};
 /// `smart_resize` rejects images whose long side is more than this many times the short side.
 pub const MAX_ASPECT_RATIO: f64 = 200.0;
 /// Refuse resize targets above this many pixels (the official code has no cap; this one only
@@ -72,8 +69,8 @@ impl Params {
     /// Artemis: patch 16, merge 2, temporal 2, 32·32 … 512·512 pixels, CLIP mean/std.
     pub const fn artemis() -> Params {
         Params {
-            min_pixels: 32 * 32,
-            max_pixels: 512 * 512,
+            min_pixels: crate::config::ARTEMIS_MIN_PIXELS as u64,
+            max_pixels: crate::config::ARTEMIS_MAX_PIXELS as u64,
             patch: 16,
             merge: 2,
             temporal: 2,

@@ -61,9 +61,8 @@ fn load(dec: &Path, mm: &Path) -> (Engine, Vision, ChatTemplate) {
     (engine, vision, template)
 }
 
-fn bitmap(rel: &str) -> llama_cpp_2::mtmd::MtmdBitmap {
-    let (w, h, rgb) = chat::load_image(&fixtures().join(rel)).unwrap();
-    Vision::bitmap(w, h, &rgb).unwrap()
+fn bitmap(vision: &Vision, rel: &str) -> llama_cpp_2::mtmd::MtmdBitmap {
+    chat::image_bitmap(vision, &fixtures().join(rel)).unwrap()
 }
 
 #[test]
@@ -76,7 +75,7 @@ fn library_two_images_in_one_prompt_reproduce_official_ids() {
     // the rendered prompt equals the official processor's
     let rendered = template.render(&[Message::user(2, &question(case))], true, None).unwrap();
     assert_eq!(rendered, case.prompt);
-    let bitmaps: Vec<_> = case.images.iter().map(|p| bitmap(p)).collect();
+    let bitmaps: Vec<_> = case.images.iter().map(|p| bitmap(&vision, p)).collect();
     let refs: Vec<_> = bitmaps.iter().collect();
     let mut conv = Conversation::new(engine.session(256).unwrap(), &template, None, None);
     let reply = conv.turn(&engine, Some(&mut vision), &refs, &question(case), &greedy(), 16, |_| {}).unwrap();
@@ -91,7 +90,7 @@ fn second_turn_matches_a_fresh_run_over_the_whole_conversation() {
     let (engine, mut vision, template) = load(&dec, &mm);
     let golden = Golden::load("tiny");
     let case = golden.case("img_square");
-    let img = bitmap(case.image.as_ref().unwrap());
+    let img = bitmap(&vision, case.image.as_ref().unwrap());
 
     let mut conv = Conversation::new(engine.session(512).unwrap(), &template, None, None);
     let first = conv.turn(&engine, Some(&mut vision), &[&img], &question(case), &greedy(), 16, |_| {}).unwrap();

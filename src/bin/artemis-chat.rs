@@ -11,7 +11,6 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use artemis_gguf::chat::{self, ChatTemplate, Conversation, Reply};
 use artemis_gguf::engine::{Engine, EngineOptions, Sampling, Vision, VisionOptions};
-use artemis_gguf::gguf::GgufFile;
 
 /// Chat with an Artemis model (decoder GGUF + mmproj GGUF) through llama.cpp.
 ///
@@ -122,15 +121,6 @@ impl Printer {
     }
 }
 
-fn budget_from_mmproj(path: &Path) -> (Option<i32>, Option<i32>) {
-    let Ok(g) = GgufFile::open(path) else { return (None, None) };
-    let patch = g.get("clip.vision.patch_size").and_then(|v| v.as_u32()).unwrap_or(16);
-    let merge = g.get("clip.vision.spatial_merge_size").and_then(|v| v.as_u32()).unwrap_or(2);
-    let per_token = (patch * merge).pow(2).max(1);
-    let tokens = |k: &str| g.get(k).and_then(|v| v.as_u32()).map(|p| (p / per_token).max(1) as i32);
-    (tokens("clip.vision.image_min_pixels"), tokens("clip.vision.image_max_pixels"))
-}
-
 fn image_files(args: &Args) -> Result<(Vec<PathBuf>, bool), String> {
     let mut files = Vec::new();
     let mut batch = args.batch;
@@ -173,16 +163,16 @@ fn run(args: Args) -> Result<u8, String> {
     let template = ChatTemplate::from_gguf(&args.model).map_err(e)?;
     let mut vision = match &args.mmproj {
         Some(mm) => {
-            let (min_t, max_t) = budget_from_mmproj(mm);
+            // Budget: the mmproj's (official) unless overridden; see Vision::load.
             let opts = VisionOptions {
                 use_gpu: !args.no_mmproj_offload,
-                image_min_tokens: args.image_min_tokens.or(min_t).unwrap_or(-1),
-                image_max_tokens: args.image_max_tokens.or(max_t).unwrap_or(-1),
+                image_min_tokens: args.image_min_tokens.unwrap_or(-1),
+                image_max_tokens: args.image_max_tokens.unwrap_or(-1),
                 flash_attn: None,
             };
             let vision = Vision::load(&engine, mm, &opts).map_err(|x| x.to_string())?;
-            if max_t.is_none() && args.image_max_tokens.is_none() {
-                eprintln!("artemis-chat: warning: {} has no pixel budget (not written by artemis-convert?); using llama.cpp's defaults, not the official 1…256 image tokens", mm.display());
+            for w in &vision.warnings {
+                eprintln!("artemis-chat: warning: {}: {w}", mm.display());
             }
             Some(vision)
         }
@@ -221,10 +211,11 @@ fn run(args: Args) -> Result<u8, String> {
             let mut failed = 0;
             for f in &files {
                 conv.clear();
-                let line = match chat::load_image(f).and_then(|(w, h, rgb)| {
-                    let bmp = Vision::bitmap(w, h, &rgb)?;
-                    conv.turn(&engine, vision.as_mut(), &[&bmp], prompt, &sampling, args.n_predict, |_| {})
-                }) {
+                let bitmap = match vision.as_ref() {
+                    Some(v) => chat::image_bitmap(v, f),
+                    None => Err(chat::ChatError::Usage("--image needs --mmproj".into())),
+                };
+                let line = match bitmap.and_then(|bmp| conv.turn(&engine, vision.as_mut(), &[&bmp], prompt, &sampling, args.n_predict, |_| {})) {
                     Ok(r) => {
                         let text = if args.keep_thinking { r.text.clone() } else { chat::strip_thinking(&r.text, opens_think) };
                         serde_json::json!({"image": f.display().to_string(), "text": text, "tokens": r.generated_tokens, "encode_ms": r.encode_ms, "tok_per_s": r.tok_per_s})
@@ -241,8 +232,10 @@ fn run(args: Args) -> Result<u8, String> {
             Ok(if failed > 0 { 2 } else { 0 })
         }
         (Some(prompt), false) => {
-            let images: Vec<(u32, u32, Vec<u8>)> = files.iter().map(|f| chat::load_image(f)).collect::<Result<_, _>>().map_err(e)?;
-            let bitmaps = images.iter().map(|(w, h, rgb)| Vision::bitmap(*w, *h, rgb)).collect::<Result<Vec<_>, _>>().map_err(|x| x.to_string())?;
+            let bitmaps = match vision.as_ref() {
+                Some(v) => files.iter().map(|f| chat::image_bitmap(v, f)).collect::<Result<Vec<_>, _>>().map_err(e)?,
+                None => Vec::new(),
+            };
             let refs: Vec<_> = bitmaps.iter().collect();
             let n_ctx = match args.ctx_size {
                 Some(c) => c,
@@ -312,15 +305,19 @@ fn run(args: Args) -> Result<u8, String> {
                     "" => continue,
                     _ => {}
                 }
-                let loaded: Result<Vec<_>, _> = pending.drain(..).map(|f| chat::load_image(&f)).collect();
-                let images = match loaded {
-                    Ok(i) => i,
+                let loaded: Result<Vec<_>, _> = match vision.as_ref() {
+                    Some(v) => pending.drain(..).map(|f| chat::image_bitmap(v, &f)).collect(),
+                    None if !pending.is_empty() => Err(chat::ChatError::Usage("/image needs --mmproj".into())),
+                    None => Ok(Vec::new()),
+                };
+                pending.clear();
+                let bitmaps = match loaded {
+                    Ok(b) => b,
                     Err(err) => {
                         eprintln!("artemis-chat: {err}");
                         continue;
                     }
                 };
-                let bitmaps = images.iter().map(|(w, h, rgb)| Vision::bitmap(*w, *h, rgb)).collect::<Result<Vec<_>, _>>().map_err(|x| x.to_string())?;
                 let refs: Vec<_> = bitmaps.iter().collect();
                 let mut printer = Printer { in_think: opens_think, color: std::io::stdout().is_terminal() };
                 match conv.turn(&engine, vision.as_mut(), &refs, line, &sampling, args.n_predict, |p| printer.print(p)) {
