@@ -41,7 +41,10 @@ static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
 pub fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
     BACKEND
         .get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(verbose));
+            // llama.cpp and mtmd log to stderr by default; silence both unless asked.
+            if !verbose {
+                llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+            }
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()

@@ -515,3 +515,37 @@ impl Drop for AtomicFile {
         }
     }
 }
+
+/// Copies `src` to `dst` (atomically) with edited metadata and a subset of its tensors, byte for
+/// byte otherwise. For tools and tests that derive variants of a file (e.g. a fork-style mmproj).
+pub fn copy_with(
+    src: &Path,
+    dst: &Path,
+    edit_metadata: impl FnOnce(Vec<(String, MetaValue)>) -> Vec<(String, MetaValue)>,
+    keep: impl Fn(&TensorInfo) -> bool,
+) -> Result<(), GgufError> {
+    let io = |path: &Path| { let path = path.to_path_buf(); move |source| GgufError::Io { path, source } };
+    let g = GgufFile::open(src)?;
+    let bytes = std::fs::read(src).map_err(io(src))?;
+    let kept: Vec<&TensorInfo> = g.tensors.iter().filter(|t| keep(t)).collect();
+    let header = GgufHeader::new(
+        edit_metadata(g.metadata.clone()),
+        kept.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes().unwrap_or(0))).collect(),
+    );
+    let mut out = AtomicFile::create(dst).map_err(io(dst))?;
+    {
+        let mut w = std::io::BufWriter::new(out.file());
+        let start = header.write(&mut w).map_err(io(dst))?;
+        let mut pos = start;
+        for (t, info) in kept.iter().zip(&header.tensors) {
+            let from = (g.data_offset + t.offset) as usize;
+            let n = t.nbytes().unwrap_or(0) as usize;
+            w.write_all(&vec![0u8; (start + info.offset - pos) as usize]).map_err(io(dst))?;
+            w.write_all(&bytes[from..from + n]).map_err(io(dst))?;
+            pos = start + info.offset + n as u64;
+        }
+        w.write_all(&vec![0u8; (align_up(pos - start, header.alignment) + start - pos) as usize]).map_err(io(dst))?;
+        w.flush().map_err(io(dst))?;
+    }
+    out.commit().map_err(io(dst))
+}

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 
 use artemis_gguf::engine::{EngineError, Engine, EngineOptions, Vision, VisionOptions};
-use artemis_gguf::gguf::{GgufFile, GgufHeader, MetaValue};
+use artemis_gguf::gguf::MetaValue;
 use artemis_gguf::plan::OutType;
 use common::*;
 
@@ -69,23 +68,13 @@ fn write_mistral_checkpoint(dir: &Path, hidden: usize) {
 
 /// Copies `src` to `dst` without the Artemis projector: a stock Qwen3-VL-style mmproj.
 fn strip_artemis(src: &Path, dst: &Path, merger_width: u32) {
-    let g = GgufFile::open(src).unwrap();
-    let bytes = std::fs::read(src).unwrap();
-    let keep: Vec<_> = g.tensors.iter().filter(|t| !t.name.starts_with("mm.artemis_")).collect();
-    let metadata = g
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), if k == "clip.vision.projection_dim" { MetaValue::U32(merger_width) } else { v.clone() }))
-        .collect();
-    let header = GgufHeader::new(metadata, keep.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes().unwrap())).collect());
-    let mut f = std::fs::File::create(dst).unwrap();
-    let start = header.write(&mut f).unwrap();
-    for (t, info) in keep.iter().zip(&header.tensors) {
-        let from = (g.data_offset + t.offset) as usize;
-        let pos = f.metadata().unwrap().len();
-        f.write_all(&vec![0; (start + info.offset - pos) as usize]).unwrap();
-        f.write_all(&bytes[from..from + t.nbytes().unwrap() as usize]).unwrap();
-    }
+    artemis_gguf::gguf::copy_with(
+        src,
+        dst,
+        |meta| meta.into_iter().map(|(k, v)| if k == "clip.vision.projection_dim" { (k, MetaValue::U32(merger_width)) } else { (k, v) }).collect(),
+        |t| !t.name.starts_with("mm.artemis_"),
+    )
+    .unwrap();
 }
 
 #[test]
