@@ -44,8 +44,6 @@ impl SrcDtype {
 struct Shard {
     path: PathBuf,
     map: memmap2::Mmap,
-    /// Absolute byte offset of the data section (8 + header length).
-    data_start: usize,
 }
 
 /// Where a tensor lives: shard index, dtype, shape, absolute byte range.
@@ -188,6 +186,8 @@ impl Checkpoint {
         let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
         // SAFETY: read-only mapping of a file we do not modify.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        // Tensors are read front to back: let the kernel read ahead.
+        let _ = map.advise(memmap2::Advice::Sequential);
         let shard_err = |message: String| CheckpointError::Shard { path: path.to_path_buf(), message };
         let (header_len, metadata): (usize, Metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
             safetensors::SafeTensorError::MetadataIncompleteBuffer => {
@@ -218,7 +218,7 @@ impl Checkpoint {
             entries.push((name, TensorEntry { shard: index, dtype, shape: info.shape.clone(), start, end }));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((Shard { path: path.to_path_buf(), map, data_start }, entries))
+        Ok((Shard { path: path.to_path_buf(), map }, entries))
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
@@ -229,6 +229,25 @@ impl Checkpoint {
     }
     pub fn data(&self, entry: &TensorEntry) -> TensorData<'_> {
         TensorData { dtype: entry.dtype, bytes: &self.shards[entry.shard].map[entry.start..entry.end] }
+    }
+    /// Drops the tensor's pages from this process's mapping once it has been converted, so the
+    /// resident set stays bounded by the work window instead of growing to the model size (the
+    /// pages stay in the page cache and are re-read from the file if touched again).
+    pub fn release(&self, entry: &TensorEntry) {
+        self.release_elements(entry, 0, entry.n_elements());
+    }
+
+    /// [`Checkpoint::release`] for the elements `[from, to)` of a tensor.
+    pub fn release_elements(&self, entry: &TensorEntry, from: usize, to: usize) {
+        let map = &self.shards[entry.shard].map;
+        let size = entry.dtype.size();
+        let start = entry.start + from * size;
+        let end = (entry.start + to * size).min(entry.end);
+        if end > start {
+            // SAFETY: a read-only private file mapping; after MADV_DONTNEED an access re-faults
+            // the same bytes from the unchanged file, so no reference can observe different data.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
     }
     pub fn shard_path(&self, entry: &TensorEntry) -> &Path {
         &self.shards[entry.shard].path
@@ -247,9 +266,5 @@ impl Checkpoint {
     }
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
-    }
-    #[allow(dead_code)]
-    fn data_start(&self, shard: usize) -> usize {
-        self.shards[shard].data_start
     }
 }

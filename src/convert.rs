@@ -229,6 +229,15 @@ fn short_value(v: &MetaValue) -> String {
 /// thread count (times 2), independent of model size.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// The source elements `[lo, hi)` that output rows `rows` of `t` read.
+fn source_span(t: &TensorPlan, rows: std::ops::Range<usize>) -> (usize, usize) {
+    let row_len = t.row_len();
+    rows.fold((usize::MAX, 0), |(lo, hi), r| {
+        let o = t.transform.source_offset(r, row_len);
+        (lo.min(o), hi.max(o + row_len))
+    })
+}
+
 fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) -> Vec<u8> {
     let entry = ckpt.entry(&t.source).expect("planned source exists");
     let data = ckpt.data(entry);
@@ -260,6 +269,8 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
             let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
             let chunks: Vec<std::ops::Range<usize>> =
                 (0..n_rows).step_by(rows_per_chunk).map(|s| s..(s + rows_per_chunk).min(n_rows)).collect();
+            let entry = ckpt.entry(&t.source).expect("planned source exists");
+            let row_len = t.row_len();
             for window in chunks.chunks(threads * 2) {
                 let parts: Vec<Vec<u8>> = window.par_iter().map(|rows| encode_rows(ckpt, t, rows.clone())).collect();
                 for part in parts {
@@ -267,6 +278,10 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
                     pos += part.len() as u64;
                     pb.inc(part.len() as u64);
                 }
+                // Keep the resident set to the window: drop the source rows just converted.
+                let rows = window.first().map_or(0, |r| r.start)..window.last().map_or(0, |r| r.end);
+                let (lo, hi) = source_span(t, rows);
+                ckpt.release_elements(entry, lo, hi);
             }
             let padded = align_up(pos - data_start, header.alignment) + data_start;
             w.write_all(&vec![0u8; (padded - pos) as usize]).map_err(io)?;
@@ -303,44 +318,63 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<Ve
             return Err(fail(format!("metadata {key} differs")));
         }
     }
-    let q8_errors = file.tensors.par_iter().zip(&gguf.tensors).map(|(t, info)| -> Result<Option<f32>, ConvertError> {
+    // Tensors one after the other, row chunks of each in parallel: memory stays at the window.
+    let mut q8_max: Option<f32> = None;
+    for (t, info) in file.tensors.iter().zip(&gguf.tensors) {
         if info.name != t.name || info.ne != t.ne || info.ggml_type != t.ggml_type {
             return Err(fail(format!("tensor {} header differs from the plan", t.name)));
         }
-        let start = (gguf.data_offset + info.offset) as usize;
-        let stored = &bytes[start..start + t.nbytes() as usize];
-        let values = encode::decode(t.ggml_type, stored).ok_or_else(|| fail(format!("{}: cannot decode {}", t.name, t.ggml_type.name())))?;
-        let data = ckpt.data(ckpt.entry(&t.source).expect("planned source exists"));
+        let entry = ckpt.entry(&t.source).expect("planned source exists");
+        let data = ckpt.data(entry);
         let row_len = t.row_len();
-        let mut src = vec![0f32; row_len];
-        let mut max_err = 0f32;
-        for (r, row) in values.chunks_exact(row_len).enumerate() {
-            data.read_f32(t.transform.source_offset(r, row_len), &mut src);
-            if t.ggml_type == GgmlType::Q8_0 {
-                for (b, (got, want)) in row.chunks(encode::QK8_0).zip(src.chunks(encode::QK8_0)).enumerate() {
-                    let bound = encode::q8_0_error_bound(want.iter().fold(0f32, |m, x| m.max(x.abs())));
-                    for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
-                        let err = (g - w).abs();
-                        if !(err <= bound) {
-                            return Err(fail(format!("{} row {r} col {}: stored {g}, source {w}, beyond the Q8_0 bound {bound:e}", t.name, b * encode::QK8_0 + k)));
+        let n_rows = (t.n_elements() / row_len as u64) as usize;
+        let row_bytes = t.nbytes() as usize / n_rows.max(1);
+        let start = (gguf.data_offset + info.offset) as usize;
+        let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(1)).max(1);
+        let chunks: Vec<std::ops::Range<usize>> = (0..n_rows).step_by(rows_per_chunk).map(|s| s..(s + rows_per_chunk).min(n_rows)).collect();
+        let errs = chunks.par_iter().map(|rows| -> Result<f32, ConvertError> {
+            let stored = &bytes[start + rows.start * row_bytes..start + rows.end * row_bytes];
+            let values = encode::decode(t.ggml_type, stored).ok_or_else(|| fail(format!("{}: cannot decode {}", t.name, t.ggml_type.name())))?;
+            let mut src = vec![0f32; row_len];
+            let mut max_err = 0f32;
+            for (i, row) in values.chunks_exact(row_len).enumerate() {
+                let r = rows.start + i;
+                data.read_f32(t.transform.source_offset(r, row_len), &mut src);
+                if t.ggml_type == GgmlType::Q8_0 {
+                    for (b, (got, want)) in row.chunks(encode::QK8_0).zip(src.chunks(encode::QK8_0)).enumerate() {
+                        let bound = encode::q8_0_error_bound(want.iter().fold(0f32, |m, x| m.max(x.abs())));
+                        for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+                            let err = (g - w).abs();
+                            if !(err <= bound) {
+                                return Err(fail(format!("{} row {r} col {}: stored {g}, source {w}, beyond the Q8_0 bound {bound:e}", t.name, b * encode::QK8_0 + k)));
+                            }
+                            max_err = max_err.max(err);
                         }
-                        max_err = max_err.max(err);
                     }
-                }
-            } else {
-                for (c, (&g, &w)) in row.iter().zip(&src).enumerate() {
-                    let exact = encode::round_trip(t.ggml_type, w).unwrap_or(f32::NAN);
-                    if g.to_bits() != exact.to_bits() && !(g.is_nan() && exact.is_nan()) {
-                        return Err(fail(format!("{} row {r} col {c}: stored {g}, expected {exact} ({})", t.name, t.source)));
+                } else {
+                    for (c, (&g, &w)) in row.iter().zip(&src).enumerate() {
+                        let exact = encode::round_trip(t.ggml_type, w).unwrap_or(f32::NAN);
+                        if g.to_bits() != exact.to_bits() && !(g.is_nan() && exact.is_nan()) {
+                            return Err(fail(format!("{} row {r} col {c}: stored {g}, expected {exact} ({})", t.name, t.source)));
+                        }
                     }
                 }
             }
+            // Drop what this chunk touched, in the output and in the source.
+            // SAFETY: read-only private mapping of a file nobody writes any more (see Checkpoint::release).
+            let _ = unsafe { bytes.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, stored.as_ptr() as usize - bytes.as_ptr() as usize, stored.len()) };
+            let (lo, hi) = source_span(t, rows.clone());
+            ckpt.release_elements(entry, lo, hi);
+            Ok(max_err)
+        }).collect::<Result<Vec<f32>, _>>()?;
+        ckpt.release(entry);
+        if t.ggml_type == GgmlType::Q8_0 {
+            q8_max = Some(errs.into_iter().fold(q8_max.unwrap_or(0.0), f32::max));
         }
-        Ok((t.ggml_type == GgmlType::Q8_0).then_some(max_err))
-    }).collect::<Result<Vec<_>, _>>()?;
+    }
     Ok(VerifyReport {
         tensors: file.tensors.len(),
-        q8_0_max_abs_err: q8_errors.into_iter().flatten().reduce(f32::max),
+        q8_0_max_abs_err: q8_max,
     })
 }
 

@@ -247,6 +247,9 @@ mod decoder {
     }
 
     static CAPTURE: Mutex<Option<Capture>> = Mutex::new(None);
+    /// llama.cpp's log callback is process-wide: one decoder quantization at a time, so each
+    /// run's per-tensor report holds only its own lines.
+    static RUN: Mutex<()> = Mutex::new(());
 
     unsafe extern "C" fn on_log(_level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user: *mut c_void) {
         if text.is_null() {
@@ -347,6 +350,7 @@ mod decoder {
             params.imatrix = im.as_ptr();
         }
 
+        let _run = RUN.lock().unwrap_or_else(|e| e.into_inner());
         let pb = progress(gguf.tensors.len() as u64, opts.quiet || opts.dry_run, "quantizing");
         crate::engine::backend(false).map_err(|e| QuantizeError::Llama { path: gguf.path.clone(), message: e.to_string() })?;
         *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Capture { line: String::new(), lines: Vec::new(), pb: pb.clone(), verbose: opts.verbose });
