@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, SrcDtype};
@@ -378,19 +378,6 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<Ve
     })
 }
 
-fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb
-}
-
 /// The result of a conversion: the files written, in order.
 pub struct ConvertReport {
     pub plan: ConversionPlan,
@@ -421,7 +408,7 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
         message: format!("cannot start {threads} threads: {e}"),
     })?;
     let total: u64 = plan.files.iter().flat_map(|f| &f.tensors).map(TensorPlan::nbytes).sum();
-    let pb = progress_bar(total, opts.quiet);
+    let pb = crate::progress::bytes(total, opts.quiet);
     let mut written = Vec::new();
     let mut verified = Vec::new();
     for f in &plan.files {

@@ -72,8 +72,6 @@ pub enum MappingError {
     Missing { file: String, name: String },
     #[error("{file}: tensor {name} has shape {found:?}, but the config implies {expected:?}")]
     Shape { file: String, name: String, found: Vec<usize>, expected: Vec<usize> },
-    #[error("{file}: {message}")]
-    Other { file: String, message: String },
 }
 
 /// Decoder plan plus the checkpoint tensors it consumed.
@@ -110,7 +108,6 @@ pub fn plan(
     name: &str,
     vocab_meta: Vec<(String, MetaValue)>,
 ) -> Result<DecoderPlan, MappingError> {
-    let file = ckpt.config_path().display().to_string();
     let prefixes = prefix_tables
         .iter()
         .copied()
@@ -153,7 +150,6 @@ pub fn plan(
     }
     add(&GLOBAL_RULES[1], None)?;
     add(&GLOBAL_RULES[2], None)?;
-    let _ = file;
 
     let mut metadata = vec![
         ("general.architecture".to_string(), MetaValue::Str("llama".into())),

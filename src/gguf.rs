@@ -201,6 +201,16 @@ impl GgmlType {
     }
 }
 
+/// `general.alignment` if set, else the GGUF default.
+fn alignment_of(metadata: &[(String, MetaValue)]) -> u64 {
+    metadata
+        .iter()
+        .find(|(k, _)| k == "general.alignment")
+        .and_then(|(_, v)| v.as_u32())
+        .map(u64::from)
+        .unwrap_or(GGUF_DEFAULT_ALIGNMENT)
+}
+
 pub fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
@@ -235,12 +245,7 @@ pub struct GgufHeader {
 impl GgufHeader {
     /// Lays tensors out back to back at `alignment`. Each entry is (name, ne, type, nbytes).
     pub fn new(metadata: Vec<(String, MetaValue)>, tensors: Vec<(String, Vec<u64>, GgmlType, u64)>) -> GgufHeader {
-        let alignment = metadata
-            .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_u32())
-            .map(u64::from)
-            .unwrap_or(GGUF_DEFAULT_ALIGNMENT);
+        let alignment = alignment_of(&metadata);
         let mut offset = 0;
         let tensors = tensors
             .into_iter()
@@ -364,12 +369,7 @@ impl GgufFile {
             let offset = r.u64("tensor offset")?;
             tensors.push(TensorInfo { name, ne, ggml_type, offset });
         }
-        let alignment = metadata
-            .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_u32())
-            .map(u64::from)
-            .unwrap_or(GGUF_DEFAULT_ALIGNMENT);
+        let alignment = alignment_of(&metadata);
         if alignment == 0 || !alignment.is_power_of_two() {
             return Err(r.corrupt(&format!("general.alignment {alignment} is not a power of two")));
         }

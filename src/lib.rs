@@ -18,5 +18,6 @@ pub mod mmproj;
 pub mod pipeline;
 pub mod plan;
 pub mod preprocess;
+pub mod progress;
 pub mod quantize;
 pub mod vocab;

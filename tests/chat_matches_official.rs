@@ -136,14 +136,9 @@ fn batch_mode_reports_every_file_and_exits_2_when_some_fail() {
 }
 
 fn expect_chat_error(args: &[&std::ffi::OsStr], needles: &[&str]) {
-    let o = chat_bin().args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "should fail: {args:?}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{err:?} should mention {n:?}");
-    }
+    let mut cmd = chat_bin();
+    cmd.args(args);
+    expect_one_line_error(cmd, needles);
 }
 
 #[test]

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use artemis_gguf::chat::{self, ChatTemplate, Conversation, Reply};
 use artemis_gguf::engine::{Engine, EngineOptions, Sampling, Vision, VisionOptions};
@@ -156,6 +155,9 @@ fn run(args: Args) -> Result<u8, String> {
     };
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(4));
     let engine = Engine::load(&args.model, EngineOptions { n_gpu_layers, threads, verbose: args.verbose, kv_f32: false }).map_err(|x| x.to_string())?;
+    if args.verbose {
+        eprintln!("artemis-chat: llama.cpp system info: {}", artemis_gguf::llama::system_info());
+    }
     // SAFETY: a pure capability query.
     if n_gpu_layers > 0 && !unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() } {
         eprintln!("artemis-chat: warning: this build has no GPU backend; -ngl {} ignored (build with --features cuda)", args.n_gpu_layers);
@@ -201,13 +203,8 @@ fn run(args: Args) -> Result<u8, String> {
             let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
-            let pb = if std::io::stderr().is_terminal() {
-                let pb = ProgressBar::with_draw_target(Some(files.len() as u64), ProgressDrawTarget::stderr());
-                pb.set_style(ProgressStyle::with_template("captioning [{bar:30}] {pos}/{len} images, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
-                pb
-            } else {
-                ProgressBar::hidden()
-            };
+            let pb = artemis_gguf::progress::items(files.len() as u64, false, "images");
+            pb.set_message("captioning");
             let mut failed = 0;
             for f in &files {
                 conv.clear();

@@ -116,3 +116,15 @@ pub fn load_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
 pub fn mtmd_prompt(prompt: &str) -> String {
     prompt.replace("<|vision_start|><|image_pad|><|vision_end|>", llama_cpp_2::mtmd::mtmd_default_marker())
 }
+
+/// Runs `cmd` expecting failure: a single stderr line mentioning every needle, no panic.
+pub fn expect_one_line_error(mut cmd: std::process::Command, needles: &[&str]) {
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "should fail: {cmd:?}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should mention {n:?}");
+    }
+}
