@@ -3,7 +3,7 @@
 //! image directory). Flag names follow llama-mtmd-cli.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
