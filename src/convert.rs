@@ -229,6 +229,14 @@ fn short_value(v: &MetaValue) -> String {
 /// thread count (times 2), independent of model size.
 const CHUNK_BYTES: usize = 4 << 20;
 
+/// Output rows of `t` split into work items of about CHUNK_BYTES each.
+fn row_chunks(t: &TensorPlan) -> Vec<std::ops::Range<usize>> {
+    let n_rows = (t.n_elements() / t.row_len() as u64) as usize;
+    let row_bytes = (t.nbytes() as usize / n_rows.max(1)).max(1);
+    let per_chunk = (CHUNK_BYTES / row_bytes).max(1);
+    (0..n_rows).step_by(per_chunk).map(|s| s..(s + per_chunk).min(n_rows)).collect()
+}
+
 /// The source elements `[lo, hi)` that output rows `rows` of `t` read.
 fn source_span(t: &TensorPlan, rows: std::ops::Range<usize>) -> (usize, usize) {
     let row_len = t.row_len();
@@ -264,13 +272,8 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
         let data_start = pos;
         for (t, info) in file.tensors.iter().zip(&header.tensors) {
             debug_assert_eq!(pos - data_start, info.offset);
-            let n_rows = (t.n_elements() / t.row_len() as u64) as usize;
-            let row_bytes = (t.nbytes() as usize / n_rows).max(1);
-            let rows_per_chunk = (CHUNK_BYTES / row_bytes).max(1);
-            let chunks: Vec<std::ops::Range<usize>> =
-                (0..n_rows).step_by(rows_per_chunk).map(|s| s..(s + rows_per_chunk).min(n_rows)).collect();
+            let chunks = row_chunks(t);
             let entry = ckpt.entry(&t.source).expect("planned source exists");
-            let row_len = t.row_len();
             for window in chunks.chunks(threads * 2) {
                 let parts: Vec<Vec<u8>> = window.par_iter().map(|rows| encode_rows(ckpt, t, rows.clone())).collect();
                 for part in parts {
@@ -327,11 +330,9 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<Ve
         let entry = ckpt.entry(&t.source).expect("planned source exists");
         let data = ckpt.data(entry);
         let row_len = t.row_len();
-        let n_rows = (t.n_elements() / row_len as u64) as usize;
-        let row_bytes = t.nbytes() as usize / n_rows.max(1);
+        let row_bytes = t.nbytes() as usize / (t.n_elements() as usize / row_len).max(1);
         let start = (gguf.data_offset + info.offset) as usize;
-        let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(1)).max(1);
-        let chunks: Vec<std::ops::Range<usize>> = (0..n_rows).step_by(rows_per_chunk).map(|s| s..(s + rows_per_chunk).min(n_rows)).collect();
+        let chunks = row_chunks(t);
         let errs = chunks.par_iter().map(|rows| -> Result<f32, ConvertError> {
             let stored = &bytes[start + rows.start * row_bytes..start + rows.end * row_bytes];
             let values = encode::decode(t.ggml_type, stored).ok_or_else(|| fail(format!("{}: cannot decode {}", t.name, t.ggml_type.name())))?;
