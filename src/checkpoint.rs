@@ -89,9 +89,20 @@ impl<'a> TensorData<'a> {
     }
     /// Elements `[start, start + out.len())` as f32.
     pub fn read_f32(&self, start: usize, out: &mut [f32]) {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = self.get(start + k);
+        let s = self.dtype.size();
+        let bytes = &self.bytes[start * s..(start + out.len()) * s];
+        match self.dtype {
+            SrcDtype::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            SrcDtype::F16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            // bf16 is the upper half of an f32: widening is exact and needs no table.
+            SrcDtype::BF16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)),
         }
+    }
+
+    /// The raw little-endian bytes of elements `[start, start + n)`.
+    pub fn raw(&self, start: usize, n: usize) -> &'a [u8] {
+        let s = self.dtype.size();
+        &self.bytes[start * s..(start + n) * s]
     }
 }
 

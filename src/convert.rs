@@ -252,6 +252,17 @@ fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) 
     let row_len = t.row_len();
     let row_bytes = t.nbytes() as usize / (t.n_elements() as usize / row_len);
     let mut out = Vec::with_capacity(rows.len() * row_bytes);
+    let same_type = matches!(
+        (data.dtype, t.ggml_type),
+        (SrcDtype::F32, GgmlType::F32) | (SrcDtype::F16, GgmlType::F16) | (SrcDtype::BF16, GgmlType::BF16)
+    );
+    if same_type {
+        // Stored as-is: copy the (possibly permuted) rows' bytes.
+        for r in rows {
+            out.extend_from_slice(data.raw(t.transform.source_offset(r, row_len), row_len));
+        }
+        return out;
+    }
     let mut buf = vec![0f32; row_len];
     for r in rows {
         data.read_f32(t.transform.source_offset(r, row_len), &mut buf);

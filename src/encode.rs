@@ -1,6 +1,7 @@
 //! Encoding f32 rows into the ggml storage types the converter writes, and decoding them back
 //! (for `--verify` and tests). Bit-level behaviour follows ggml's reference code.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 use crate::gguf::GgmlType;
@@ -13,11 +14,16 @@ pub const Q8_0_BLOCK_BYTES: usize = 2 + QK8_0;
 /// row length a multiple of 32 (the planner guarantees both).
 pub fn encode_row(t: GgmlType, row: &[f32], out: &mut Vec<u8>) {
     match t {
-        GgmlType::F32 => row.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        // Round to nearest even, as numpy's astype(float16) in llama.cpp's converter.
-        GgmlType::F16 => row.iter().for_each(|&x| out.extend_from_slice(&f16::from_f32(x).to_le_bytes())),
+        GgmlType::F32 => out.extend(row.iter().flat_map(|x| x.to_le_bytes())),
+        // Round to nearest even, as numpy's astype(float16) in llama.cpp's converter (the slice
+        // conversion uses F16C where the CPU has it).
+        GgmlType::F16 => {
+            let mut h = vec![f16::ZERO; row.len()];
+            h.convert_from_f32_slice(row);
+            out.extend(h.iter().flat_map(|x| x.to_le_bytes()));
+        }
         // Round to nearest even with NaN kept quiet, as gguf-py's bf16 conversion.
-        GgmlType::BF16 => row.iter().for_each(|&x| out.extend_from_slice(&bf16::from_f32(x).to_le_bytes())),
+        GgmlType::BF16 => out.extend(row.iter().flat_map(|&x| bf16::from_f32(x).to_le_bytes())),
         GgmlType::Q8_0 => {
             for block in row.chunks_exact(QK8_0) {
                 // ggml-quants.c quantize_row_q8_0_ref
@@ -25,11 +31,20 @@ pub fn encode_row(t: GgmlType, row: &[f32], out: &mut Vec<u8>) {
                 let d = amax / 127.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
-                out.extend(block.iter().map(|&x| (x * id).round() as i8 as u8));
+                out.extend(block.iter().map(|&x| round_half_away(x * id) as u8));
             }
         }
         GgmlType::Other(id) => unreachable!("encode_row called with ggml type {id}"),
     }
+}
+
+/// C's `roundf` (half away from zero) for |x| ≤ 127.5, as an i8, without a libm call: the
+/// fraction x − trunc(x) is exact in f32 for such x.
+#[inline]
+fn round_half_away(x: f32) -> i8 {
+    let t = x as i32; // truncates toward zero
+    let frac = x - t as f32;
+    (t + if frac >= 0.5 { 1 } else if frac <= -0.5 { -1 } else { 0 }) as i8
 }
 
 /// Decodes `bytes` of type `t` into f32. None for types this module does not know.
@@ -65,4 +80,20 @@ pub fn q8_0_error_bound(amax: f32) -> f32 {
     let d = amax / 127.0;
     let d_rounding = (d * (1.0 / 2048.0)).max(2f32.powi(-25));
     0.5 * d + 127.0 * d_rounding
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_half_away_matches_roundf() {
+        let mut x = -127.5f32;
+        while x <= 127.5 {
+            assert_eq!(super::round_half_away(x) as f32, x.round(), "{x}");
+            x = f32::from_bits(if x < 0.0 { x.to_bits() - 997 } else if x == 0.0 { 1 } else { x.to_bits() + 997 });
+            if x < 0.0 && x > -1e-30 { x = 0.0; }
+        }
+        for x in [0.5f32, -0.5, 1.5, -1.5, 2.5, 126.5, -126.5, 0.49999997, -0.49999997, 127.0, -127.0] {
+            assert_eq!(super::round_half_away(x) as f32, x.round(), "{x}");
+        }
+    }
 }
