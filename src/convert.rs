@@ -277,20 +277,30 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
     let io = |source| ConvertError::Io { path: path.clone(), source };
     let header = header_of(file);
     let mut atomic = AtomicFile::create(&path).map_err(io)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, atomic.file());
-        let mut pos = header.write(&mut w).map_err(io)?;
-        let data_start = pos;
+    let mut w = BufWriter::with_capacity(1 << 20, atomic.file());
+    let data_start = header.write(&mut w).map_err(io)?;
+    // A writer thread takes converted parts in order while the pool converts the next window,
+    // so disk writes overlap conversion; the bounded channel caps memory at ~3 windows.
+    let written = std::thread::scope(|scope| -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(threads * 4);
+        let writer = scope.spawn(move || -> std::io::Result<()> {
+            for part in rx {
+                w.write_all(&part)?;
+                pb.inc(part.len() as u64);
+            }
+            w.flush()
+        });
+        let mut pos = data_start;
         for (t, info) in file.tensors.iter().zip(&header.tensors) {
             debug_assert_eq!(pos - data_start, info.offset);
-            let chunks = row_chunks(t);
             let entry = ckpt.entry(&t.source).expect("planned source exists");
-            for window in chunks.chunks(threads * 2) {
+            for window in row_chunks(t).chunks(threads * 2) {
                 let parts: Vec<Vec<u8>> = window.par_iter().map(|rows| encode_rows(ckpt, t, rows.clone())).collect();
                 for part in parts {
-                    w.write_all(&part).map_err(io)?;
                     pos += part.len() as u64;
-                    pb.inc(part.len() as u64);
+                    if tx.send(part).is_err() {
+                        break; // the writer failed; its error is returned below
+                    }
                 }
                 // Keep the resident set to the window: drop the source rows just converted.
                 let rows = window.first().map_or(0, |r| r.start)..window.last().map_or(0, |r| r.end);
@@ -298,11 +308,13 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
                 ckpt.release_elements(entry, lo, hi);
             }
             let padded = align_up(pos - data_start, header.alignment) + data_start;
-            w.write_all(&vec![0u8; (padded - pos) as usize]).map_err(io)?;
+            let _ = tx.send(vec![0u8; (padded - pos) as usize]);
             pos = padded;
         }
-        w.flush().map_err(io)?;
-    }
+        drop(tx);
+        writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
+    });
+    written.map_err(io)?;
     atomic.commit().map_err(io)?;
     Ok(path)
 }

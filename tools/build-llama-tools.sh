@@ -13,6 +13,13 @@ cuda=OFF
 for a in "$@"; do [ "$a" = "--cuda" ] && cuda=ON; done
 src="$build/src"
 mkdir -p "$build"
+# Reuse an earlier build of the same vendored tree (and the same CUDA choice).
+stamp="$(git -C "$root" rev-parse HEAD:vendor/llama-cpp-sys-2/llama.cpp 2>/dev/null || echo none)-cuda-$cuda"
+if [ -x "$build/build/bin/llama-mtmd-cli" ] && [ "$(cat "$build/stamp" 2>/dev/null)" = "$stamp" ] && [ "$stamp" != "none-cuda-$cuda" ]; then
+  echo "$stamp" > "$build/stamp"
+echo "$build/build/bin/llama-mtmd-cli"
+  exit 0
+fi
 rm -rf "$src"
 cp -r "$root/vendor/llama-cpp-sys-2/llama.cpp" "$src"
 cat > "$src/tools/CMakeLists.txt" <<'CM'
@@ -26,4 +33,5 @@ cmake -S "$src" -B "$build/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TOOLS
   || { tail -30 "$build/configure.log"; exit 1; }
 cmake --build "$build/build" --target llama-mtmd-cli -j "$(nproc)" >"$build/build.log" 2>&1 \
   || { tail -30 "$build/build.log"; exit 1; }
+echo "$stamp" > "$build/stamp"
 echo "$build/build/bin/llama-mtmd-cli"
