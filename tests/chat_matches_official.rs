@@ -163,3 +163,31 @@ fn chat_errors_are_one_line_and_name_the_problem() {
         &["needs", "tokens", "context holds 16"],
     );
 }
+
+#[test]
+fn interactive_mode_keeps_images_across_turns_and_handles_commands() {
+    use std::io::Write;
+    let (dec, mm) = converted("chat-interactive");
+    let golden = Golden::load("tiny");
+    let case = golden.case("img_square");
+    let mut child = chat_bin()
+        .arg(&dec).arg("--mmproj").arg(&mm).args(["--temp", "0", "-n", "16", "-t", "2"])
+        .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped())
+        .spawn().unwrap();
+    let script = format!(
+        "/image {}\n{}\nTell me more about it.\n/image /nonexistent.png\nstill there?\n/clear\n/exit\n",
+        fixtures().join(case.image.as_ref().unwrap()).display(),
+        question(case)
+    );
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // turn 1 with the image, turn 2 without re-encoding, a bad /image reported without ending the session
+    let timings: Vec<&str> = err.lines().filter(|l| l.starts_with("[image encode")).collect();
+    assert_eq!(timings.len(), 2, "{err}");
+    assert!(timings[0].contains("(4 image tokens)"), "{}", timings[0]);
+    assert!(timings[1].contains("(0 image tokens)"), "the image stays in the cache: {}", timings[1]);
+    assert!(err.contains("/nonexistent.png"), "{err}");
+    assert!(!o.stdout.is_empty(), "replies go to stdout");
+}

@@ -313,7 +313,7 @@ done
 
 mkdir -p "$OUT/cp"
 run_case cp "cp (standalone decoder shards)" "-" "$OUT/cp/model-*.safetensors" -- \
-    bash -c "cp $STANDALONE/model-*.safetensors $OUT/cp/"
+    bash -c 'cp "$1"/model-*.safetensors "$2"/' cp "$STANDALONE" "$OUT/cp"
 rm -rf "$OUT/cp"
 
 mkdir -p "$OUT/small"

@@ -36,7 +36,11 @@ d.ellipse([100, 100, 400, 380], fill=(240, 40, 40)); d.rectangle([50, 300, 200, 
 im.save(sys.argv[1])
 PY
 
+sections=${SECTIONS:-quantize pipeline chat}
+want() { case " $sections " in *" $1 "*) return 0;; *) return 1;; esac; }
+
 # --- quantize: artemis-quantize vs llama-quantize ---------------------------------------------
+if want quantize; then
 echo "## quantize bench-bf16.gguf ($(mib $(stat -c %s "$dec16")) MiB) to Q4_K_M, $threads threads"
 echo "| tool | wall s | peak RSS MiB | output MiB |"
 echo "|---|---|---|---|"
@@ -50,6 +54,9 @@ done
 cmp -s "$work/q-llama.gguf" "$work/q-artemis.gguf" && echo "(outputs byte-identical)" || echo "(outputs differ: different llama.cpp versions write different metadata)"
 echo
 
+fi
+
+if want pipeline || want chat; then
 echo "## safetensors → Q4_K_M decoder + Q8_0 mmproj: one command vs convert then quantize"
 echo "| route | wall s | peak disk MiB |"
 echo "|---|---|---|"
@@ -66,14 +73,19 @@ end=$(date +%s.%N)
 echo "| convert, then quantize ×2 | $(echo "$end - $start" | bc) | $(mib $(du -sb "$work/two" | cut -f1)) |"
 echo
 
+fi
+
 # --- chat: artemis-chat vs llama-mtmd-cli -----------------------------------------------------
+if want chat; then
 dec="$work/one/bench-q4_k_m.gguf"; mm="$work/one/mmproj-bench-q8_0.gguf"
 echo "## greedy 128 tokens with a 512×512 image (256 image tokens), Q4_K_M decoder + Q8_0 mmproj, $threads threads"
 echo "| tool | image encode ms | prompt tokens | prompt tok/s | generated | gen tok/s |"
 echo "|---|---|---|---|---|---|"
 for run in 1 2; do
   json=$($bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n 128 --temp 0 -t "$threads" --json)
-  [ $run = 2 ] && python3 -c 'import json,sys;j=json.loads(sys.argv[1]);print(f"| artemis-chat | {j[\"encode_ms\"]:.0f} | {j[\"prompt_tokens\"]} | {j[\"prompt_tok_per_s\"]:.1f} | {j[\"generated_tokens\"]} | {j[\"tok_per_s\"]:.2f} |")' "$json"
+  [ $run = 2 ] && echo "$json" | python3 -c 'import json,sys
+j = json.load(sys.stdin)
+print("| artemis-chat | %.0f | %d | %.1f | %d | %.2f |" % (j["encode_ms"], j["prompt_tokens"], j["prompt_tok_per_s"], j["generated_tokens"], j["tok_per_s"]))' 
   log=$("$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n 128 --temp 0 -t "$threads" \
         --image-min-tokens 1 --image-max-tokens 256 --ignore-eos 2>&1 >/dev/null || true)
   if [ $run = 2 ]; then
@@ -83,3 +95,4 @@ for run in 1 2; do
     echo "| llama-mtmd-cli | ${enc:-?} | ${pp% *} | ${pp#* } | ${tg% *} | ${tg#* } |"
   fi
 done
+fi
