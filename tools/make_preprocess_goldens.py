@@ -70,13 +70,9 @@ SIZE_BUDGET = 1_600_000   # bytes: new images + golden/preprocess together
 # ---------------------------------------------------------------------------
 
 def gradient(w: int, h: int, c0, c1, c2) -> np.ndarray:
-    """Same smooth content generator as make_fixtures.py (uint8 HxWx3)."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    u = x / max(w - 1, 1)
-    v = y / max(h - 1, 1)
-    img = (np.array(c0)[None, None] * (1 - u)[..., None] + np.array(c1)[None, None] * u[..., None]) * (1 - 0.5 * v)[..., None]
-    img = img + np.array(c2)[None, None] * (0.5 * v)[..., None]
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    """The smooth content generator of make_fixtures.py (uint8 HxWx3)."""
+    from make_fixtures import _gradient  # tools/ is on sys.path when this script runs
+    return _gradient(w, h, c0, c1, c2)
 
 
 def png_bytes(w: int, h: int, color_type: int, bit_depth: int, rows: list[bytes], trns: bytes | None = None) -> bytes:
