@@ -272,7 +272,9 @@ fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) 
 }
 
 /// Writes one planned file into `out_dir` atomically. Returns its path.
-pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &ProgressBar, threads: usize) -> Result<PathBuf, ConvertError> {
+/// Writes one planned file into `out_dir` as a temp file; the caller commits it (renames it into
+/// place) once every output of the run is complete, so a failure leaves nothing behind.
+pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &ProgressBar, threads: usize) -> Result<AtomicFile, ConvertError> {
     let path = out_dir.join(&file.file_name);
     let io = |source| ConvertError::Io { path: path.clone(), source };
     let header = header_of(file);
@@ -315,8 +317,8 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
         writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
     });
     written.map_err(io)?;
-    atomic.commit().map_err(io)?;
-    Ok(path)
+    atomic.sync().map_err(io)?;
+    Ok(atomic)
 }
 
 /// What `--verify` found: tensors checked, and the largest Q8_0 error (16/32-bit tensors must be
@@ -433,17 +435,24 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     })?;
     let total: u64 = plan.files.iter().flat_map(|f| &f.tensors).map(TensorPlan::nbytes).sum();
     let pb = crate::progress::bytes(total, opts.quiet);
-    let mut written = Vec::new();
+    let mut pending = Vec::new();
     let mut verified = Vec::new();
     for f in &plan.files {
         pb.set_message(f.file_name.clone());
-        let path = pool.install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads))?;
+        let tmp = pool.install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads))?;
         if opts.verify {
             pb.set_message(format!("verifying {}", f.file_name));
-            verified.push(pool.install(|| verify_file(&ckpt, f, &path))?);
+            let report = pool.install(|| verify_file(&ckpt, f, tmp.tmp_path()))?;
+            verified.push(report);
         }
-        written.push(path);
+        pending.push((tmp, opts.out_dir.join(&f.file_name)));
     }
     pb.finish_and_clear();
+    // Every output is complete (and verified): only now do they appear under their names.
+    let mut written = Vec::new();
+    for (tmp, path) in pending {
+        tmp.commit().map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+        written.push(path);
+    }
     Ok(ConvertReport { plan, written, verified })
 }

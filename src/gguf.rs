@@ -497,6 +497,11 @@ impl AtomicFile {
     pub fn tmp_path(&self) -> &Path {
         &self.tmp
     }
+    /// Flushes the temp file to disk (commit does it too; this lets a caller sync before
+    /// deciding to commit).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file().sync_all()
+    }
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().expect("AtomicFile committed twice");
         file.sync_all()?;

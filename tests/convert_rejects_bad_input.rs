@@ -200,3 +200,80 @@ fn dry_run_lists_every_tensor_and_key_and_writes_nothing() {
     assert!(s.contains("not written") && s.contains("DeepStack"));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
+
+#[test]
+fn failure_on_the_second_file_leaves_no_first_file() {
+    // The decoder is written fine; the mmproj's temp file hits a full disk: neither appears.
+    let d = copy_fixture("tiny", "err-second");
+    let out = d.parent().unwrap().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink("/dev/full", out.join("mmproj-x-f32.gguf.tmp")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+        .args(["--to", "gguf"]).arg(&d).arg("-o").arg(&out).args(["--quiet", "--outtype", "f32", "--name", "x"])
+        .output().unwrap();
+    assert!(!o.status.success());
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn ctrl_c_leaves_no_output_and_no_temp_file() {
+    // A Mistral checkpoint big enough (~100 MB f32) that the conversion is still running when
+    // SIGINT arrives right after the temp file appears.
+    let dir = temp_dir("ctrl-c");
+    let ckpt = dir.join("ckpt");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(fixtures().join("tiny").join(f), ckpt.join(f)).unwrap();
+    }
+    let (hidden, ffn, vocab) = (1024usize, 8192usize, 768usize);
+    let cfg = serde_json::json!({
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": hidden,
+        "intermediate_size": ffn, "num_hidden_layers": 1, "num_attention_heads": 8,
+        "num_key_value_heads": 8, "head_dim": 128, "vocab_size": vocab, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 4096, "rope_theta": 1e6, "tie_word_embeddings": false
+    });
+    std::fs::write(ckpt.join("config.json"), cfg.to_string()).unwrap();
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight", vec![vocab, hidden]),
+        ("model.norm.weight", vec![hidden]),
+        ("lm_head.weight", vec![vocab, hidden]),
+        ("model.layers.0.input_layernorm.weight", vec![hidden]),
+        ("model.layers.0.post_attention_layernorm.weight", vec![hidden]),
+        ("model.layers.0.self_attn.q_proj.weight", vec![hidden, hidden]),
+        ("model.layers.0.self_attn.k_proj.weight", vec![hidden, hidden]),
+        ("model.layers.0.self_attn.v_proj.weight", vec![hidden, hidden]),
+        ("model.layers.0.self_attn.o_proj.weight", vec![hidden, hidden]),
+        ("model.layers.0.mlp.gate_proj.weight", vec![ffn, hidden]),
+        ("model.layers.0.mlp.up_proj.weight", vec![ffn, hidden]),
+        ("model.layers.0.mlp.down_proj.weight", vec![hidden, ffn]),
+    ];
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
+        shapes.iter().map(|(n, s)| (n.to_string(), s.clone(), vec![0x3c; s.iter().product::<usize>() * 4])).collect();
+    let views: Vec<_> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &ckpt.join("model.safetensors")).unwrap();
+
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+        .args(["--to", "gguf"]).arg(&ckpt).arg("-o").arg(&out).args(["--quiet", "--outtype", "q8_0", "--verify", "--name", "m", "-t", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn().unwrap();
+    let tmp = out.join("m-q8_0.gguf.tmp");
+    let start = std::time::Instant::now();
+    while !tmp.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(tmp.exists(), "conversion never started");
+    // SIGINT, as Ctrl-C sends it
+    let rc = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(rc.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "the run must be interrupted (it finished first: make the checkpoint bigger)");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
