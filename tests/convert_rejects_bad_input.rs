@@ -222,43 +222,11 @@ fn ctrl_c_leaves_no_output_and_no_temp_file() {
     // SIGINT arrives right after the temp file appears.
     let dir = temp_dir("ctrl-c");
     let ckpt = dir.join("ckpt");
-    std::fs::create_dir_all(&ckpt).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
-        std::fs::copy(fixtures().join("tiny").join(f), ckpt.join(f)).unwrap();
-    }
-    let (hidden, ffn, vocab) = (1024usize, 8192usize, 768usize);
-    let cfg = serde_json::json!({
-        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": hidden,
-        "intermediate_size": ffn, "num_hidden_layers": 1, "num_attention_heads": 8,
-        "num_key_value_heads": 8, "head_dim": 128, "vocab_size": vocab, "rms_norm_eps": 1e-5,
-        "max_position_embeddings": 4096, "rope_theta": 1e6, "tie_word_embeddings": false
-    });
-    std::fs::write(ckpt.join("config.json"), cfg.to_string()).unwrap();
-    let shapes: Vec<(&str, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight", vec![vocab, hidden]),
-        ("model.norm.weight", vec![hidden]),
-        ("lm_head.weight", vec![vocab, hidden]),
-        ("model.layers.0.input_layernorm.weight", vec![hidden]),
-        ("model.layers.0.post_attention_layernorm.weight", vec![hidden]),
-        ("model.layers.0.self_attn.q_proj.weight", vec![hidden, hidden]),
-        ("model.layers.0.self_attn.k_proj.weight", vec![hidden, hidden]),
-        ("model.layers.0.self_attn.v_proj.weight", vec![hidden, hidden]),
-        ("model.layers.0.self_attn.o_proj.weight", vec![hidden, hidden]),
-        ("model.layers.0.mlp.gate_proj.weight", vec![ffn, hidden]),
-        ("model.layers.0.mlp.up_proj.weight", vec![ffn, hidden]),
-        ("model.layers.0.mlp.down_proj.weight", vec![hidden, ffn]),
-    ];
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> =
-        shapes.iter().map(|(n, s)| (n.to_string(), s.clone(), vec![0x3c; s.iter().product::<usize>() * 4])).collect();
-    let views: Vec<_> = data
-        .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, &ckpt.join("model.safetensors")).unwrap();
+    write_mistral_checkpoint(&ckpt, MistralDims { hidden: 1024, ffn: 8192, heads: 8, kv_heads: 8, head_dim: 128 });
 
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+    let child = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
         .args(["--to", "gguf"]).arg(&ckpt).arg("-o").arg(&out).args(["--quiet", "--outtype", "q8_0", "--verify", "--name", "m", "-t", "1"])
         .stderr(std::process::Stdio::piped())
         .spawn().unwrap();

@@ -12,60 +12,6 @@ use artemis_gguf::gguf::MetaValue;
 use artemis_gguf::plan::OutType;
 use common::*;
 
-/// Writes a MistralForCausalLM checkpoint with hidden size `hidden` (random weights) using the
-/// tiny fixture's tokenizer files.
-fn write_mistral_checkpoint(dir: &Path, hidden: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
-        std::fs::copy(fixtures().join("tiny").join(f), dir.join(f)).unwrap();
-    }
-    let (heads, kv, head_dim, ffn, vocab, layers) = (4, 2, 32, 128, 768, 1);
-    let cfg = serde_json::json!({
-        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": hidden,
-        "intermediate_size": ffn, "num_hidden_layers": layers, "num_attention_heads": heads,
-        "num_key_value_heads": kv, "head_dim": head_dim, "vocab_size": vocab, "rms_norm_eps": 1e-5,
-        "max_position_embeddings": 4096, "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"},
-        "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 25
-    });
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let mut seed = 0x2545F4914F6CDD1Du64;
-    let mut rnd = |n: usize| -> Vec<u8> {
-        (0..n)
-            .flat_map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2).to_le_bytes()
-            })
-            .collect()
-    };
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("model.embed_tokens.weight".into(), vec![vocab, hidden]),
-        ("model.norm.weight".into(), vec![hidden]),
-        ("lm_head.weight".into(), vec![vocab, hidden]),
-    ];
-    for l in 0..layers {
-        let p = format!("model.layers.{l}.");
-        shapes.extend([
-            (format!("{p}input_layernorm.weight"), vec![hidden]),
-            (format!("{p}post_attention_layernorm.weight"), vec![hidden]),
-            (format!("{p}self_attn.q_proj.weight"), vec![heads * head_dim, hidden]),
-            (format!("{p}self_attn.k_proj.weight"), vec![kv * head_dim, hidden]),
-            (format!("{p}self_attn.v_proj.weight"), vec![kv * head_dim, hidden]),
-            (format!("{p}self_attn.o_proj.weight"), vec![hidden, heads * head_dim]),
-            (format!("{p}mlp.gate_proj.weight"), vec![ffn, hidden]),
-            (format!("{p}mlp.up_proj.weight"), vec![ffn, hidden]),
-            (format!("{p}mlp.down_proj.weight"), vec![hidden, ffn]),
-        ]);
-    }
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes.into_iter().map(|(n, s)| { let b = rnd(s.iter().product()); (n, s, b) }).collect();
-    let views: Vec<_> = data
-        .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
-}
-
 /// Copies `src` to `dst` without the Artemis projector: a stock Qwen3-VL-style mmproj.
 fn strip_artemis(src: &Path, dst: &Path, merger_width: u32) {
     artemis_gguf::gguf::copy_with(
@@ -91,7 +37,7 @@ fn artemis_mmproj_reports_decoder_width_and_stock_mmproj_reports_merger_width() 
 
     // A standalone Mistral decoder of width 96 (= the tiny merger's output width).
     let ckpt = dir.join("mistral96");
-    write_mistral_checkpoint(&ckpt, 96);
+    write_mistral_checkpoint(&ckpt, MistralDims { hidden: 96, ffn: 128, heads: 4, kv_heads: 2, head_dim: 32 });
     let out = dir.join("mistral-out");
     std::fs::create_dir_all(&out).unwrap();
     let report = artemis_gguf::convert::convert(

@@ -128,3 +128,62 @@ pub fn expect_one_line_error(mut cmd: std::process::Command, needles: &[&str]) {
         assert!(err.contains(n), "{err:?} should mention {n:?}");
     }
 }
+
+/// Widths of a synthetic one-layer Mistral checkpoint.
+pub struct MistralDims {
+    pub hidden: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Writes a one-layer `MistralForCausalLM` checkpoint (f32, small random weights) with the tiny
+/// fixture's tokenizer files.
+pub fn write_mistral_checkpoint(dir: &Path, d: MistralDims) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(fixtures().join("tiny").join(f), dir.join(f)).unwrap();
+    }
+    let vocab = 768;
+    let cfg = serde_json::json!({
+        "architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": d.hidden,
+        "intermediate_size": d.ffn, "num_hidden_layers": 1, "num_attention_heads": d.heads,
+        "num_key_value_heads": d.kv_heads, "head_dim": d.head_dim, "vocab_size": vocab, "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 4096, "rope_parameters": {"rope_theta": 1e6, "rope_type": "default"},
+        "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 25
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut rnd = |n: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2).to_le_bytes()
+            })
+            .collect()
+    };
+    let (h, q, kv) = (d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim);
+    let shapes: Vec<(&str, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight", vec![vocab, h]),
+        ("model.norm.weight", vec![h]),
+        ("lm_head.weight", vec![vocab, h]),
+        ("model.layers.0.input_layernorm.weight", vec![h]),
+        ("model.layers.0.post_attention_layernorm.weight", vec![h]),
+        ("model.layers.0.self_attn.q_proj.weight", vec![q, h]),
+        ("model.layers.0.self_attn.k_proj.weight", vec![kv, h]),
+        ("model.layers.0.self_attn.v_proj.weight", vec![kv, h]),
+        ("model.layers.0.self_attn.o_proj.weight", vec![h, q]),
+        ("model.layers.0.mlp.gate_proj.weight", vec![d.ffn, h]),
+        ("model.layers.0.mlp.up_proj.weight", vec![d.ffn, h]),
+        ("model.layers.0.mlp.down_proj.weight", vec![h, d.ffn]),
+    ];
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes.into_iter().map(|(n, s)| (n.to_string(), s.clone(), rnd(s.iter().product()))).collect();
+    let views: Vec<_> = data
+        .iter()
+        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+}
