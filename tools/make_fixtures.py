@@ -54,6 +54,9 @@ from artemis_vlm import (  # noqa: E402
     ArtemisVLMProcessor,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_tokenizer_matrix  # noqa: E402
+
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
 
@@ -788,6 +791,13 @@ def write_readme(out: Path, summary: dict) -> None:
         "  model gets), `prompt_ids_unexpanded`, `image_grid_thw`, `resized_hw`, `n_image_tokens`,",
         f"  `greedy_ids` ({N_GREEDY} tokens), `greedy_text`, `greedy_margins` (top1-top2 logit),",
         "  `greedy_rel_margins` (margin / std of that step's logits).",
+        "- `tokenizers/<setup>/` + `golden/tokenizers.json` (`tools/make_tokenizer_matrix.py`;",
+        "  `make_fixtures.py --only-tokenizers` regenerates just these): 14 tokenizer-only variants of",
+        "  `tiny` (post-processor absent / null / ByteLevel / TemplateProcessing with BOS, BOS+EOS, EOS,",
+        "  nothing / Sequence / Roberta / Bert; tokenizer_config.json add_* keys present, absent and",
+        "  contradicting; templates with and without `{{ bos_token }}`) plus 2 the converter must",
+        "  refuse. Per setup: the ids the loaded tokenizer adds around a text, and per case",
+        "  (`img_square`, `text`) the prompt, input_ids and 16 greedy ids on tiny's weights.",
         "- `golden/<ckpt>/tensors.safetensors` (f32): `<case>.pixel_values` [gh*gw, 1536],",
         "  `<case>.merger_out` [N, out_hidden] (vision pooler_output), `<case>.image_embeds`",
         "  [N, text_hidden] (after the projector), `<case>.last_logits` [vocab] (last prompt position,",
@@ -832,7 +842,14 @@ def write_readme(out: Path, summary: dict) -> None:
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "fixtures")
+    args = sys.argv[1:]
+    only_tokenizers = "--only-tokenizers" in args
+    args = [a for a in args if a != "--only-tokenizers"]
+    out = Path(args[0] if args else "fixtures")
+    if only_tokenizers:
+        # just the tokenizer-setup matrix, from the committed tiny checkpoint and images
+        make_tokenizer_matrix.make(out, sys.modules[__name__])
+        return
     n_seeds = int(os.environ.get("ARTEMIS_FIXTURE_SEEDS", "96"))
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("tiny", "small", "images", "golden"):
@@ -847,6 +864,7 @@ def main() -> None:
     summary = {}
     for name, spec in CKPTS.items():
         summary[name] = make_checkpoint(name, spec, hf_tok, out, out / "images", n_seeds)
+    make_tokenizer_matrix.make(out, sys.modules[__name__])
     write_readme(out, summary)
     print(json.dumps(summary, indent=1))
     del images
