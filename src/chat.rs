@@ -70,6 +70,11 @@ pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
     pub bos_token: String,
     pub eos_token: String,
+    /// `tokenizer.ggml.add_bos_token` as written in the GGUF (None: missing, so llama.cpp
+    /// falls back to its per-pre-tokenizer default).
+    pub add_bos_key: Option<bool>,
+    /// `tokenizer.ggml.pre`, for messages about that default.
+    pub pre_tokenizer: Option<String>,
     origin: String,
 }
 
@@ -79,7 +84,7 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| ChatError::Template { path: origin.to_string(), message: format!("chat template does not parse: {e}") })?;
-        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), origin: origin.into() })
+        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), add_bos_key: None, pre_tokenizer: None, origin: origin.into() })
     }
 
     /// Reads `tokenizer.chat_template` and the bos/eos token texts from a decoder GGUF.
@@ -95,7 +100,34 @@ impl ChatTemplate {
             let id = g.get(key).and_then(|v| v.as_u32());
             id.and_then(|i| tokens.and_then(|t| t.get(i as usize)).and_then(|v| v.as_str())).unwrap_or_default().to_string()
         };
-        ChatTemplate::new(source, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"), &origin)
+        let mut template = ChatTemplate::new(source, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"), &origin)?;
+        template.add_bos_key = g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool());
+        template.pre_tokenizer = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).map(str::to_string);
+        Ok(template)
+    }
+
+    /// One warning line when a prompt will start with two BOS tokens: the template renders the
+    /// BOS text and llama.cpp (`model_adds_bos`, the loaded model's flag) adds one more. With the
+    /// GGUF's key set that is what the official tokenizer does too; without it, the cause is
+    /// llama.cpp's default.
+    pub fn doubled_bos_warning(&self, enable_thinking: Option<bool>, model_adds_bos: bool) -> Option<String> {
+        if !model_adds_bos || self.bos_token.is_empty() {
+            return None;
+        }
+        let probe = self.render(&[Message::text("user", "x")], true, enable_thinking).ok()?;
+        if !probe.starts_with(&self.bos_token) {
+            return None;
+        }
+        let bos = &self.bos_token;
+        Some(match self.add_bos_key {
+            Some(_) => format!(
+                "the prompt starts with two BOS tokens: the chat template emits {bos} and tokenizer.ggml.add_bos_token = true adds another; the official tokenizer does the same for this checkpoint"
+            ),
+            None => format!(
+                "the prompt starts with two BOS tokens: the chat template emits {bos} and llama.cpp adds another because this GGUF has no tokenizer.ggml.add_bos_token (llama.cpp's default for pre-tokenizer {:?}); re-convert with artemis-convert, which writes the official choice",
+                self.pre_tokenizer.as_deref().unwrap_or("?")
+            ),
+        })
     }
 
     /// Renders `messages`; `enable_thinking` None leaves the template's default.

@@ -15,7 +15,7 @@ use crate::encode;
 use crate::gguf::{align_up, AtomicFile, GgmlType, GgufError, GgufFile, GgufHeader, MetaValue};
 use crate::mmproj;
 use crate::plan::{FileKind, FilePlan, OutType, TensorPlan};
-use crate::vocab::{Vocab, VocabError};
+use crate::vocab::{AddSpecial, AddSpecialOverride, Vocab, VocabError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -75,6 +75,8 @@ pub struct ConvertOptions {
     pub force: bool,
     pub quiet: bool,
     pub verify: bool,
+    /// `--add-bos` / `--add-eos`: replace the rule that reproduces the official tokenizer.
+    pub add_special: AddSpecialOverride,
 }
 
 impl Default for ConvertOptions {
@@ -90,6 +92,7 @@ impl Default for ConvertOptions {
             force: false,
             quiet: false,
             verify: false,
+            add_special: AddSpecialOverride::default(),
         }
     }
 }
@@ -102,6 +105,8 @@ pub struct ConversionPlan {
     pub dropped: BTreeSet<String>,
     /// Preprocessing values and where they came from (mmproj only).
     pub preprocessor: Option<Preprocessor>,
+    /// The decoder's add_bos/add_eos and where they came from (decoder only).
+    pub add_special: Option<AddSpecial>,
 }
 
 fn resolve_outtype(arg: OutTypeArg, ckpt: &Checkpoint) -> OutType {
@@ -149,7 +154,9 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         ModelKind::Artemis => decoder::ARTEMIS_DECODER_PREFIXES,
         ModelKind::Mistral => decoder::MISTRAL_DECODER_PREFIXES,
     };
-    let vocab_meta = if want_decoder { Vocab::from_checkpoint_dir(&ckpt.dir, text.vocab_size)?.metadata() } else { Vec::new() };
+    let vocab = if want_decoder { Some(Vocab::from_checkpoint_dir(&ckpt.dir, text.vocab_size, opts.add_special)?) } else { None };
+    let vocab_meta = vocab.as_ref().map(Vocab::metadata).unwrap_or_default();
+    let add_special = vocab.map(|v| v.add_special);
     let dec = decoder::plan(ckpt, &text, prefixes, outtype, format!("{name}-{}.gguf", outtype.suffix()), &name, vocab_meta)?;
     consumed.extend(dec.consumed);
     if want_decoder {
@@ -175,7 +182,7 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         let more = if extra.len() > 8 { format!(", … ({} more)", extra.len() - 8) } else { String::new() };
         return Err(ConvertError::ExtraTensors { dir: ckpt.dir.clone(), count: extra.len(), names: format!("{}{more}", shown.join(", ")) });
     }
-    Ok(ConversionPlan { kind, files, dropped, preprocessor })
+    Ok(ConversionPlan { kind, files, dropped, preprocessor, add_special })
 }
 
 /// Header (with tensor offsets) of a planned file.
@@ -211,6 +218,10 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
     }
     if let Some(p) = &plan.preprocessor {
         let _ = writeln!(s, "== image preprocessing from {}", p.source);
+    }
+    if let Some(a) = &plan.add_special {
+        let _ = writeln!(s, "== add_bos = {}: {}", a.add_bos, a.bos_source);
+        let _ = writeln!(s, "== add_eos = {}: {}", a.add_eos, a.eos_source);
     }
     s
 }
@@ -412,6 +423,15 @@ pub struct ConvertReport {
     pub verified: Vec<VerifyReport>,
 }
 
+/// Creates the output directory and its parents if missing (`mkdir -p`), for a plain conversion
+/// and for `--quantize` alike.
+pub fn ensure_out_dir(dir: &Path) -> Result<(), ConvertError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ConvertError::Usage { path: dir.to_path_buf(), message: format!("cannot create the output directory: {e}") })
+}
+
 /// Plans and (unless `dry_run`) writes every output of `ckpt_dir`.
 pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, ConvertError> {
     let ckpt = Checkpoint::open(ckpt_dir)?;
@@ -419,9 +439,7 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     if opts.dry_run {
         return Ok(ConvertReport { plan, written: Vec::new(), verified: Vec::new() });
     }
-    if !opts.out_dir.is_dir() {
-        return Err(ConvertError::Usage { path: opts.out_dir.clone(), message: "output directory does not exist".into() });
-    }
+    ensure_out_dir(&opts.out_dir)?;
     for f in &plan.files {
         let p = opts.out_dir.join(&f.file_name);
         if p.exists() && !opts.force {

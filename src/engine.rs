@@ -104,6 +104,11 @@ impl Engine {
         self.model.n_embd() as usize
     }
 
+    /// Whether llama.cpp puts BOS before a tokenized prompt (the GGUF's add_bos_token, or
+    /// llama.cpp's default for its pre-tokenizer when the key is missing).
+    pub fn adds_bos(&self) -> bool {
+        self.model.vocab().should_add_bos()
+    }
     pub fn n_vocab(&self) -> usize {
         self.model.n_vocab() as usize
     }

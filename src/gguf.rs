@@ -62,6 +62,12 @@ impl MetaValue {
             _ => None,
         }
     }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            MetaValue::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
     pub fn as_f32(&self) -> Option<f32> {
         match *self {
             MetaValue::F32(v) => Some(v),

@@ -48,6 +48,7 @@ fn size(p: &Path) -> u64 {
 /// the mmproj is written directly at its convert outtype).
 pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType, mm_q: Option<QuantType>, qopts: &QuantizeOptions) -> Result<PipelineReport, PipelineError> {
     let out_dir = &opts.out_dir;
+    convert::ensure_out_dir(out_dir)?;
     let tmp = TempDir(out_dir.join(format!(".artemis-convert-{}.tmp", std::process::id())));
     std::fs::create_dir_all(&tmp.0).map_err(|source| PipelineError::Io { path: tmp.0.clone(), source })?;
     crate::cleanup::register(&tmp.0);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use artemis_gguf::gguf::MetaValue;
-use artemis_gguf::vocab::Vocab;
+use artemis_gguf::vocab::{AddSpecialOverride, Vocab};
 use serde_json::{json, Value};
 
 /// llama.cpp's tekken pre-tokenizer regex (artemis-format.md §7).
@@ -152,7 +152,7 @@ fn tekken_checkpoint(name: &str) -> TempDir {
 #[test]
 fn reads_a_tekken_tokenizer_like_upstream() {
     let dir = tekken_checkpoint("tekken");
-    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
 
     let expected: [(&str, i32); 20] = [
         ("<unk>", CONTROL),
@@ -189,9 +189,9 @@ fn reads_a_tekken_tokenizer_like_upstream() {
     assert_eq!(vocab.eos_id, Some(2));
     assert_eq!(vocab.unk_id, Some(0));
     assert_eq!(vocab.pad_id, Some(12));
-    // add_bos from the `<s> $A` post-processor; add_eos from tokenizer_config.json.
-    assert_eq!(vocab.add_bos, Some(true));
-    assert_eq!(vocab.add_eos, Some(false));
+    // add_bos from the `<s> $A` post-processor, which adds nothing after the text.
+    assert!(vocab.add_special.add_bos);
+    assert!(!vocab.add_special.add_eos);
     assert_eq!(
         vocab.chat_template.as_deref(),
         Some("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
@@ -201,7 +201,7 @@ fn reads_a_tekken_tokenizer_like_upstream() {
 #[test]
 fn metadata_uses_llama_cpp_keys_in_order() {
     let dir = tekken_checkpoint("metadata");
-    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
     let meta = vocab.metadata();
     let keys: Vec<&str> = meta.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
@@ -246,7 +246,7 @@ fn metadata_uses_llama_cpp_keys_in_order() {
 }
 
 #[test]
-fn tokenizer_config_template_and_flags_take_precedence() {
+fn tokenizer_config_template_takes_precedence_but_its_add_flags_are_ignored() {
     let dir = tekken_checkpoint("precedence");
     dir.write_json(
         "tokenizer_config.json",
@@ -263,12 +263,16 @@ fn tokenizer_config_template_and_flags_take_precedence() {
             ]
         }),
     );
-    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
     // The config's list beats chat_template.jinja; its "default" entry is the template.
     assert_eq!(vocab.chat_template.as_deref(), Some("DEFAULT"));
-    // add_bos_token in tokenizer_config.json overrides the post-processor.
-    assert_eq!(vocab.add_bos, Some(false));
-    assert_eq!(vocab.add_eos, None);
+    // add_bos_token false in tokenizer_config.json does not beat the post-processor: transformers
+    // 5 drops the key when tokenizer.json exists, and the official tokenizer adds <s>. Both keys
+    // are still written.
+    assert!(vocab.add_special.add_bos, "{:?}", vocab.add_special);
+    assert!(!vocab.add_special.add_eos);
+    let meta = vocab.metadata();
+    assert!(meta.iter().any(|(k, v)| k == "tokenizer.ggml.add_eos_token" && *v == MetaValue::Bool(false)));
     assert_eq!(
         (vocab.tokens[15].as_str(), vocab.token_types[15]),
         ("hi", CONTROL)
@@ -288,7 +292,7 @@ fn falls_back_to_chat_template_json_and_config_json_ids() {
         "config.json",
         &json!({"architectures": ["MistralForCausalLM"], "text_config": {"eos_token_id": 2, "bos_token_id": 7}}),
     );
-    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
     assert_eq!(vocab.merges, ["a b", "\u{120} a"]);
     assert_eq!(vocab.chat_template.as_deref(), Some("FROM JSON"));
     // tokenizer_config.json's bos wins; config.json only fills what is still unset.
@@ -305,7 +309,7 @@ fn unknown_pre_tokenizer_regex_is_an_error_naming_it() {
         "tokenizer.json",
         &tokenizer_json(tekken_pre_tokenizer(regex)),
     );
-    let err = Vocab::from_checkpoint_dir(dir.path(), 20)
+    let err = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
@@ -320,7 +324,7 @@ fn non_bpe_model_is_an_error_naming_its_type() {
     let mut tokenizer = tokenizer_json(tekken_pre_tokenizer(TEKKEN_REGEX));
     tokenizer["model"]["type"] = json!("WordPiece");
     dir.write_json("tokenizer.json", &tokenizer);
-    let err = Vocab::from_checkpoint_dir(dir.path(), 20)
+    let err = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
@@ -331,14 +335,14 @@ fn non_bpe_model_is_an_error_naming_its_type() {
 fn garbled_or_missing_tokenizer_json_names_the_file() {
     let dir = TempDir::new("garbled");
     dir.write("tokenizer.json", "{\n  \"model\": {\"type\": \"BPE\",\n");
-    let err = Vocab::from_checkpoint_dir(dir.path(), 20)
+    let err = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
     assert!(err.contains("line 3"), "{err}");
 
     let empty = TempDir::new("missing");
-    let err = Vocab::from_checkpoint_dir(empty.path(), 20)
+    let err = Vocab::from_checkpoint_dir(empty.path(), 20, AddSpecialOverride::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
@@ -357,13 +361,13 @@ fn added_tokens_missing_from_model_vocab_get_the_ids_the_tokenizer_gives_them() 
         .unwrap()
         .push(added(30, "<extra>", true, false));
     dir.write_json("tokenizer.json", &tokenizer);
-    let vocab = Vocab::from_checkpoint_dir(dir.path(), 32).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 32, AddSpecialOverride::default()).unwrap();
     assert_eq!(vocab.tokens[19], "<extra>");
     assert_eq!(vocab.token_types[19], CONTROL);
     assert_eq!(vocab.tokens[30], "[PAD30]");
     assert_eq!(vocab.token_types[30], UNUSED);
 
-    let err = Vocab::from_checkpoint_dir(dir.path(), 19)
+    let err = Vocab::from_checkpoint_dir(dir.path(), 19, AddSpecialOverride::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("\"<extra>\" has id 19"), "{err}");

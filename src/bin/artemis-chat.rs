@@ -190,6 +190,9 @@ fn run(args: Args) -> Result<u8, String> {
         seed: args.seed.unwrap_or(0xFFFF_FFFF),
     };
     let thinking = if args.think { Some(true) } else if args.no_think { Some(false) } else { None };
+    if let Some(w) = template.doubled_bos_warning(thinking, engine.adds_bos()) {
+        eprintln!("artemis-chat: warning: {}: {w}", args.model.display());
+    }
     let (files, batch) = image_files(&args)?;
     if !files.is_empty() && vision.is_none() {
         return Err("--image needs --mmproj".into());

@@ -7,6 +7,7 @@ use clap::{Parser, ValueEnum};
 
 use artemis_gguf::convert::{self, ConvertOptions, OutTypeArg};
 use artemis_gguf::plan::FileKind;
+use artemis_gguf::vocab::AddSpecialOverride;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Target {
@@ -67,6 +68,13 @@ struct Args {
     /// Quantize the mmproj too (q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16, bf16).
     #[arg(long = "mmproj-quantize")]
     mmproj_quantize: Option<String>,
+    /// Whether llama.cpp adds BOS before a prompt (default: what the official tokenizer does,
+    /// read from tokenizer.json's post-processor; --dry-run shows the decision).
+    #[arg(long, value_name = "true|false")]
+    add_bos: Option<bool>,
+    /// Whether llama.cpp adds EOS after a prompt (default: as the official tokenizer does).
+    #[arg(long, value_name = "true|false")]
+    add_eos: Option<bool>,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +99,7 @@ fn main() -> ExitCode {
         force: args.force,
         quiet: args.quiet,
         verify: args.verify,
+        add_special: AddSpecialOverride { add_bos: args.add_bos, add_eos: args.add_eos },
     };
     let started = std::time::Instant::now();
     if let Some(q) = &args.quantize {

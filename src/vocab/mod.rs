@@ -3,9 +3,14 @@
 //! This mirrors upstream llama.cpp `convert_hf_to_gguf.py` on the path that a Mistral-Nemo (Tekken)
 //! checkpoint takes. `LlamaModel.set_vocab` finds no `tokenizer.model`, and `LlamaHfVocab` refuses
 //! the tokenizer because it has no byte fallback, so conversion goes through `_set_vocab_gpt2`. That
-//! function takes tokens and types from `get_vocab_base`, then merges, special ids,
-//! add_bos/add_eos and the chat template from `gguf.SpecialVocab(dir, load_merges=True)`
-//! (gguf-py `vocab.py`).
+//! function takes tokens and types from `get_vocab_base`, then merges, special ids and the
+//! chat template from `gguf.SpecialVocab(dir, load_merges=True)` (gguf-py `vocab.py`).
+//!
+//! Not upstream: `add_bos` / `add_eos`. gguf-py's `SpecialVocab` rules (crude TemplateProcessing
+//! parsing that may also replace the EOS, then tokenizer_config.json's `add_*_token`, and no key
+//! at all when neither says) disagree with the official tokenizer; [`add_special`] decides them
+//! from what transformers 5 actually does, and both keys are always written. The special ids come
+//! from tokenizer_config.json and config.json only, as transformers takes them.
 //!
 //! One deliberate difference: upstream `get_vocab_base_pre` picks `tokenizer.ggml.pre` by hashing
 //! the token ids of a probe text. Those ids depend on the trained vocabulary, so any retrained
@@ -29,6 +34,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::gguf::MetaValue;
+
+mod add_special;
+pub use add_special::{AddSpecial, AddSpecialOverride};
 
 /// `tokenizer.ggml.model` for GPT-2 byte-level BPE (`_set_vocab_gpt2`).
 const TOKENIZER_MODEL: &str = "gpt2";
@@ -124,14 +132,15 @@ pub struct Vocab {
     pub eos_id: Option<u32>,
     pub unk_id: Option<u32>,
     pub pad_id: Option<u32>,
-    pub add_bos: Option<bool>,
-    pub add_eos: Option<bool>,
+    /// `tokenizer.ggml.add_bos_token` / `add_eos_token`, with where each came from.
+    pub add_special: AddSpecial,
     pub chat_template: Option<String>,
 }
 
 impl Vocab {
     /// `vocab_size` = the model's config vocab_size (tokens beyond tokenizer size become "[PAD{id}]" type UNUSED=5).
-    pub fn from_checkpoint_dir(dir: &Path, vocab_size: usize) -> Result<Vocab, VocabError> {
+    /// `overrides` = `--add-bos` / `--add-eos`, which replace the [`add_special`] rule.
+    pub fn from_checkpoint_dir(dir: &Path, vocab_size: usize, overrides: AddSpecialOverride) -> Result<Vocab, VocabError> {
         let tokenizer_path = dir.join("tokenizer.json");
         reject_other_upstream_paths(dir, &tokenizer_path)?;
         let tokenizer = read_json_object(&tokenizer_path)?;
@@ -184,11 +193,18 @@ impl Vocab {
 
         let special = special_vocab(
             dir,
-            &tokenizer_path,
-            &tokenizer,
             &tokenizer_config_path,
             tokenizer_config,
             &added,
+        )?;
+
+        let add_special = add_special::decide(
+            &tokenizer_path,
+            &tokenizer,
+            special.ids[0],
+            special.ids[1],
+            &tokens,
+            overrides,
         )?;
 
         Ok(Vocab {
@@ -196,17 +212,16 @@ impl Vocab {
             token_types,
             merges,
             pre,
-            bos_id: special.ids[0],
-            eos_id: special.ids[1],
+            bos_id: special.ids[0].or(add_special.bos_id_from_post_processor),
+            eos_id: special.ids[1].or(add_special.eos_id_from_post_processor),
             unk_id: special.ids[2],
             pad_id: special.ids[3],
-            add_bos: special.add_bos,
-            add_eos: special.add_eos,
+            add_special,
             chat_template: special.chat_template,
         })
     }
 
-    /// GGUF key/value pairs in llama.cpp's order: tokenizer.ggml.model ("gpt2"), tokenizer.ggml.pre, tokenizer.ggml.tokens (Array of Str), tokenizer.ggml.token_type (Array of I32), tokenizer.ggml.merges (Array of Str), tokenizer.ggml.bos_token_id (U32), eos_token_id, unknown_token_id, padding_token_id, tokenizer.ggml.add_bos_token (Bool), add_eos_token, tokenizer.chat_template (Str) — only those present.
+    /// GGUF key/value pairs in llama.cpp's order: tokenizer.ggml.model ("gpt2"), tokenizer.ggml.pre, tokenizer.ggml.tokens (Array of Str), tokenizer.ggml.token_type (Array of I32), tokenizer.ggml.merges (Array of Str), tokenizer.ggml.bos_token_id (U32), eos_token_id, unknown_token_id, padding_token_id, tokenizer.ggml.add_bos_token (Bool), add_eos_token (both always), tokenizer.chat_template (Str) — the optional ones only when present.
     pub fn metadata(&self) -> Vec<(String, MetaValue)> {
         let mut kv = vec![
             (
@@ -249,14 +264,14 @@ impl Vocab {
             ids.into_iter()
                 .filter_map(|(k, id)| id.map(|id| (k.to_string(), MetaValue::U32(id)))),
         );
-        let adds = [
-            ("tokenizer.ggml.add_bos_token", self.add_bos),
-            ("tokenizer.ggml.add_eos_token", self.add_eos),
-        ];
-        kv.extend(
-            adds.into_iter()
-                .filter_map(|(k, add)| add.map(|add| (k.to_string(), MetaValue::Bool(add)))),
-        );
+        kv.push((
+            "tokenizer.ggml.add_bos_token".to_string(),
+            MetaValue::Bool(self.add_special.add_bos),
+        ));
+        kv.push((
+            "tokenizer.ggml.add_eos_token".to_string(),
+            MetaValue::Bool(self.add_special.add_eos),
+        ));
         if let Some(template) = &self.chat_template {
             kv.push((
                 "tokenizer.chat_template".to_string(),
@@ -920,19 +935,15 @@ fn is_py_space(c: char) -> bool {
 struct SpecialTokens {
     /// Indexed like [`SPECIAL_TYPES`].
     ids: [Option<u32>; 4],
-    add_bos: Option<bool>,
-    add_eos: Option<bool>,
     chat_template: Option<String>,
 }
 
-/// gguf-py `SpecialVocab._load`. First comes `_try_load_from_tokenizer_json`: the post-processor,
-/// then tokenizer_config.json's add flags, special tokens and chat template. Then comes
+/// gguf-py `SpecialVocab._load` without its add flags (see [`add_special`]): tokenizer_config.json's
+/// special tokens (a missing bos/eos falls back to cls/sep) and chat template, then
 /// `_try_load_from_config_json`: `<type>_token_id` in config.json or its `text_config`, which fills
 /// only ids still unset.
 fn special_vocab(
     dir: &Path,
-    tokenizer_path: &Path,
-    tokenizer: &Map<String, Value>,
     tokenizer_config_path: &Path,
     tokenizer_config: Option<Map<String, Value>>,
     added: &[AddedToken],
@@ -941,114 +952,20 @@ fn special_vocab(
     let mut tc = tokenizer_config.filter(|tc| !tc.is_empty());
     let mut special = SpecialTokens {
         ids: [None; 4],
-        add_bos: None,
-        add_eos: None,
         chat_template: None,
     };
-
-    let tc_get = |tc: &Option<Map<String, Value>>, key: &str| {
-        tc.as_ref()
-            .and_then(|tc| tc.get(key))
-            .filter(|v| !v.is_null())
-            .cloned()
-    };
-    let mut special_bos = tc_get(&tc, "bos_token");
-    let special_cls = tc_get(&tc, "cls_token");
-    let mut special_eos = tc_get(&tc, "eos_token");
-    let special_sep = tc_get(&tc, "sep_token");
     if let Some(tc) = tc.as_mut() {
-        if !py_truthy(special_bos.as_ref()) && py_truthy(special_cls.as_ref()) {
-            special_bos = special_cls.clone();
-            tc.insert(
-                "bos_token".to_string(),
-                special_bos.clone().unwrap_or(Value::Null),
-            );
-        }
-        if !py_truthy(special_eos.as_ref()) && py_truthy(special_sep.as_ref()) {
-            special_eos = special_sep.clone();
-            tc.insert(
-                "eos_token".to_string(),
-                special_eos.clone().unwrap_or(Value::Null),
-            );
-        }
-    }
-
-    if let Some(post_processor) = tokenizer
-        .get("post_processor")
-        .filter(|p| py_truthy(Some(*p)))
-    {
-        let processors: Vec<&Value> = match post_processor.get("processors") {
-            None => vec![post_processor],
-            Some(Value::Array(items)) => items.iter().collect(),
-            Some(_) => {
-                return Err(invalid(
-                    tokenizer_path,
-                    "post_processor.processors is not a list",
-                ))
-            }
-        };
-        for processor in processors {
-            match processor.get("type").and_then(Value::as_str) {
-                Some("RobertaProcessing") => {
-                    special.add_bos = Some(true);
-                    special.add_eos = Some(true);
-                }
-                // "Crude parsing of TemplateProcessing", as upstream calls it. Only the `single`
-                // template is read; `pair` decides only the sep flag, which Vocab does not carry.
-                Some("TemplateProcessing") => {
-                    let single = processor
-                        .get("single")
-                        .and_then(Value::as_array)
-                        .map_or(&[][..], Vec::as_slice);
-                    if single.len() < 2 {
-                        continue;
-                    }
-                    let special_token_of = |item: &Value| {
-                        item.get("SpecialToken")
-                            .and_then(|s| s.get("id"))
-                            .filter(|v| !v.is_null())
-                            .cloned()
-                    };
-                    let special_first = special_token_of(&single[0]);
-                    if py_truthy(special_first.as_ref()) {
-                        if tc.is_none() {
-                            special_bos = special_first.clone();
-                        }
-                        // Compared as JSON values, as upstream compares Python objects: a bos_token
-                        // written as an {"content": …} object never equals the template's string.
-                        special.add_bos =
-                            Some(special_first == special_bos || special_first == special_cls);
-                    }
-                    let special_last = special_token_of(&single[single.len() - 1]);
-                    if py_truthy(special_last.as_ref()) {
-                        if let Some(tc) = tc.as_mut() {
-                            if special_last != special_eos {
-                                // Upstream also moves the old eos to eot/eom, which Vocab does not carry.
-                                special_eos = special_last.clone();
-                                tc.insert(
-                                    "eos_token".to_string(),
-                                    special_eos.clone().unwrap_or(Value::Null),
-                                );
-                            }
-                        } else {
-                            special_eos = special_last.clone();
-                        }
-                        special.add_eos = Some(special_last == special_eos);
-                    }
-                }
-                _ => {}
+        for (typ, fallback) in [("bos_token", "cls_token"), ("eos_token", "sep_token")] {
+            let present = |k: &str| py_truthy(tc.get(k).filter(|v| !v.is_null()));
+            if !present(typ) && present(fallback) {
+                let value = tc[fallback].clone();
+                tc.insert(typ.to_string(), value);
             }
         }
     }
 
     if let Some(tc) = &tc {
         special.chat_template = chat_template(dir, tokenizer_config_path, tc)?;
-        if let Some(add) = tc.get("add_bos_token").and_then(Value::as_bool) {
-            special.add_bos = Some(add);
-        }
-        if let Some(add) = tc.get("add_eos_token").and_then(Value::as_bool) {
-            special.add_eos = Some(add);
-        }
         for (slot, typ) in special.ids.iter_mut().zip(SPECIAL_TYPES) {
             let content = match tc.get(&format!("{typ}_token")) {
                 Some(Value::String(content)) => content.as_str(),
