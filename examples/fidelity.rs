@@ -28,7 +28,12 @@ struct Case {
 fn golden_tensor(path: &std::path::Path, name: &str) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -46,7 +51,13 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let out = std::env::temp_dir().join(format!("artemis-fidelity-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();
-    let opts = ConvertOptions { out_dir: out.clone(), outtype: OutTypeArg::Fixed(OutType::F32), name: Some(ckpt.clone()), quiet: true, ..Default::default() };
+    let opts = ConvertOptions {
+        out_dir: out.clone(),
+        outtype: OutTypeArg::Fixed(OutType::F32),
+        name: Some(ckpt.clone()),
+        quiet: true,
+        ..Default::default()
+    };
     let report = convert::convert(&root.join(&ckpt), &opts).unwrap();
     let (dec, mm) = (&report.written[0], &report.written[1]);
     let fork = out.join("mmproj-fork-style.gguf");
@@ -55,23 +66,54 @@ fn main() {
         &fork,
         |meta| {
             meta.into_iter()
-                .filter(|(k, _)| k != "clip.vision.image_min_pixels" && k != "clip.vision.image_max_pixels")
-                .map(|(k, v)| if k == "clip.vision.attention.layer_norm_epsilon" { (k, MetaValue::F32(1e-5)) } else { (k, v) })
+                .filter(|(k, _)| {
+                    k != "clip.vision.image_min_pixels" && k != "clip.vision.image_max_pixels"
+                })
+                .map(|(k, v)| {
+                    if k == "clip.vision.attention.layer_norm_epsilon" {
+                        (k, MetaValue::F32(1e-5))
+                    } else {
+                        (k, v)
+                    }
+                })
                 .collect()
         },
         |_| true,
     )
     .unwrap();
 
-    let engine = Engine::load(dec, EngineOptions { threads: 2, kv_f32: true, ..Default::default() }).unwrap();
-    let vopts = |min: i32, max: i32| VisionOptions { use_gpu: false, image_min_tokens: min, image_max_tokens: max, flash_attn: Some(false) };
+    let engine = Engine::load(
+        dec,
+        EngineOptions {
+            threads: 2,
+            kv_f32: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let vopts = |min: i32, max: i32| VisionOptions {
+        use_gpu: false,
+        image_min_tokens: min,
+        image_max_tokens: max,
+        flash_attn: Some(false),
+    };
     let mut runs = [
-        ("(a) ours", Vision::load(&engine, mm, &vopts(-1, -1)).unwrap()),
-        ("(b) fork-style", Vision::load(&engine, &fork, &vopts(-1, -1)).unwrap()),
-        ("(c) fork-style, 1…256 tokens", Vision::load(&engine, &fork, &vopts(1, 256)).unwrap()),
+        (
+            "(a) ours",
+            Vision::load(&engine, mm, &vopts(-1, -1)).unwrap(),
+        ),
+        (
+            "(b) fork-style",
+            Vision::load(&engine, &fork, &vopts(-1, -1)).unwrap(),
+        ),
+        (
+            "(c) fork-style, 1…256 tokens",
+            Vision::load(&engine, &fork, &vopts(1, 256)).unwrap(),
+        ),
     ];
     let gdir = root.join("golden").join(&ckpt);
-    let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(gdir.join("cases.json")).unwrap()).unwrap();
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(gdir.join("cases.json")).unwrap()).unwrap();
     println!("checkpoint `{ckpt}`, f32; image embeddings vs the official implementation (tokens, cosine)\n");
     print!("| case | images | official tokens |");
     for (name, _) in &runs {
@@ -79,9 +121,21 @@ fn main() {
     }
     println!("\n|---|---|---|---|---|---|");
     for case in cases.iter().filter(|c| !c.images.is_empty()) {
-        let want = golden_tensor(&gdir.join("tensors.safetensors"), &format!("{}.image_embeds", case.name));
-        let names: Vec<&str> = case.images.iter().map(|p| p.trim_start_matches("images/")).collect();
-        print!("| {} | {} | {} |", case.name, names.join(" + "), case.n_image_tokens);
+        let want = golden_tensor(
+            &gdir.join("tensors.safetensors"),
+            &format!("{}.image_embeds", case.name),
+        );
+        let names: Vec<&str> = case
+            .images
+            .iter()
+            .map(|p| p.trim_start_matches("images/"))
+            .collect();
+        print!(
+            "| {} | {} | {} |",
+            case.name,
+            names.join(" + "),
+            case.n_image_tokens
+        );
         for (_, vision) in runs.iter_mut() {
             let mut data = Vec::new();
             let mut n = 0;

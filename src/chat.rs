@@ -44,10 +44,16 @@ impl Message {
     pub fn user(n_images: usize, text: &str) -> Message {
         let mut parts = vec![Part::Image; n_images];
         parts.push(Part::Text(text.to_string()));
-        Message { role: "user".into(), parts }
+        Message {
+            role: "user".into(),
+            parts,
+        }
     }
     pub fn text(role: &str, text: &str) -> Message {
-        Message { role: role.into(), parts: vec![Part::Text(text.to_string())] }
+        Message {
+            role: role.into(),
+            parts: vec![Part::Text(text.to_string())],
+        }
     }
     fn to_json(&self) -> serde_json::Value {
         let content: Vec<serde_json::Value> = self
@@ -79,18 +85,36 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn new(source: &str, bos_token: &str, eos_token: &str, origin: &str) -> Result<ChatTemplate, ChatError> {
+    pub fn new(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        origin: &str,
+    ) -> Result<ChatTemplate, ChatError> {
         let mut env = minijinja::Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_template_owned("chat", source.to_string())
-            .map_err(|e| ChatError::Template { path: origin.to_string(), message: format!("chat template does not parse: {e}") })?;
-        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), add_bos_key: None, pre_tokenizer: None, origin: origin.into() })
+            .map_err(|e| ChatError::Template {
+                path: origin.to_string(),
+                message: format!("chat template does not parse: {e}"),
+            })?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+            add_bos_key: None,
+            pre_tokenizer: None,
+            origin: origin.into(),
+        })
     }
 
     /// Reads `tokenizer.chat_template` and the bos/eos token texts from a decoder GGUF.
     pub fn from_gguf(path: &Path) -> Result<ChatTemplate, ChatError> {
         let origin = path.display().to_string();
-        let g = GgufFile::open(path).map_err(|e| ChatError::Template { path: origin.clone(), message: e.to_string() })?;
+        let g = GgufFile::open(path).map_err(|e| ChatError::Template {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
         let source = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).ok_or_else(|| ChatError::Template {
             path: origin.clone(),
             message: "no tokenizer.chat_template in this GGUF; convert it with artemis-convert from a checkpoint that has chat_template.jinja".into(),
@@ -98,11 +122,27 @@ impl ChatTemplate {
         let tokens = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array());
         let token = |key: &str| -> String {
             let id = g.get(key).and_then(|v| v.as_u32());
-            id.and_then(|i| tokens.and_then(|t| t.get(i as usize)).and_then(|v| v.as_str())).unwrap_or_default().to_string()
+            id.and_then(|i| {
+                tokens
+                    .and_then(|t| t.get(i as usize))
+                    .and_then(|v| v.as_str())
+            })
+            .unwrap_or_default()
+            .to_string()
         };
-        let mut template = ChatTemplate::new(source, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"), &origin)?;
-        template.add_bos_key = g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool());
-        template.pre_tokenizer = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).map(str::to_string);
+        let mut template = ChatTemplate::new(
+            source,
+            &token("tokenizer.ggml.bos_token_id"),
+            &token("tokenizer.ggml.eos_token_id"),
+            &origin,
+        )?;
+        template.add_bos_key = g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool());
+        template.pre_tokenizer = g
+            .get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         Ok(template)
     }
 
@@ -110,11 +150,17 @@ impl ChatTemplate {
     /// BOS text and llama.cpp (`model_adds_bos`, the loaded model's flag) adds one more. With the
     /// GGUF's key set that is what the official tokenizer does too; without it, the cause is
     /// llama.cpp's default.
-    pub fn doubled_bos_warning(&self, enable_thinking: Option<bool>, model_adds_bos: bool) -> Option<String> {
+    pub fn doubled_bos_warning(
+        &self,
+        enable_thinking: Option<bool>,
+        model_adds_bos: bool,
+    ) -> Option<String> {
         if !model_adds_bos || self.bos_token.is_empty() {
             return None;
         }
-        let probe = self.render(&[Message::text("user", "x")], true, enable_thinking).ok()?;
+        let probe = self
+            .render(&[Message::text("user", "x")], true, enable_thinking)
+            .ok()?;
         if !probe.starts_with(&self.bos_token) {
             return None;
         }
@@ -131,8 +177,19 @@ impl ChatTemplate {
     }
 
     /// Renders `messages`; `enable_thinking` None leaves the template's default.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, enable_thinking: Option<bool>) -> Result<String, ChatError> {
-        let tmpl = self.env.get_template("chat").map_err(|e| ChatError::Template { path: self.origin.clone(), message: e.to_string() })?;
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+    ) -> Result<String, ChatError> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| ChatError::Template {
+                path: self.origin.clone(),
+                message: e.to_string(),
+            })?;
         let msgs: Vec<serde_json::Value> = messages.iter().map(Message::to_json).collect();
         let mut ctx = serde_json::json!({
             "messages": msgs,
@@ -144,7 +201,10 @@ impl ChatTemplate {
             ctx["enable_thinking"] = t.into();
         }
         tmpl.render(minijinja::Value::from_serialize(&ctx))
-            .map_err(|e| ChatError::Template { path: self.origin.clone(), message: format!("rendering the chat template failed: {e}") })
+            .map_err(|e| ChatError::Template {
+                path: self.origin.clone(),
+                message: format!("rendering the chat template failed: {e}"),
+            })
     }
 }
 
@@ -156,15 +216,23 @@ pub fn to_mtmd_prompt(rendered: &str) -> String {
 /// Decodes an image file (PNG or JPEG, sniffed from its content).
 pub fn load_image(path: &Path) -> Result<image::DynamicImage, ChatError> {
     crate::preprocess::load_image(path).map_err(|e| match e {
-        crate::preprocess::PreprocessError::Load { path, message } => ChatError::Image { path, message },
-        other => ChatError::Image { path: path.display().to_string(), message: other.to_string() },
+        crate::preprocess::PreprocessError::Load { path, message } => {
+            ChatError::Image { path, message }
+        }
+        other => ChatError::Image {
+            path: path.display().to_string(),
+            message: other.to_string(),
+        },
     })
 }
 
 /// Decodes and prepares an image for `vision` (see [`Vision::prepare`]).
 pub fn image_bitmap(vision: &Vision, path: &Path) -> Result<MtmdBitmap, ChatError> {
     let img = load_image(path)?;
-    vision.prepare(&img).map_err(|e| ChatError::Image { path: path.display().to_string(), message: e.to_string() })
+    vision.prepare(&img).map_err(|e| ChatError::Image {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Result of one assistant turn.
@@ -202,8 +270,16 @@ impl Reply {
 
 /// Removes a leading thinking block (`…</think>`) for output that should carry only the answer.
 pub fn strip_thinking(text: &str, prompt_opens_think: bool) -> String {
-    let t = if prompt_opens_think { text } else { text.trim_start() };
-    let body = if prompt_opens_think { Some(t) } else { t.strip_prefix("<think>") };
+    let t = if prompt_opens_think {
+        text
+    } else {
+        text.trim_start()
+    };
+    let body = if prompt_opens_think {
+        Some(t)
+    } else {
+        t.strip_prefix("<think>")
+    };
     match body.and_then(|b| b.split_once("</think>")) {
         Some((_, answer)) => answer.trim_start().to_string(),
         None if prompt_opens_think => String::new(),
@@ -223,9 +299,21 @@ pub struct Conversation<'m> {
 }
 
 impl<'m> Conversation<'m> {
-    pub fn new(session: Session<'m>, template: &'m ChatTemplate, system: Option<String>, enable_thinking: Option<bool>) -> Conversation<'m> {
+    pub fn new(
+        session: Session<'m>,
+        template: &'m ChatTemplate,
+        system: Option<String>,
+        enable_thinking: Option<bool>,
+    ) -> Conversation<'m> {
         let messages = system.iter().map(|s| Message::text("system", s)).collect();
-        Conversation { session, template, messages, fed: String::new(), enable_thinking, system }
+        Conversation {
+            session,
+            template,
+            messages,
+            fed: String::new(),
+            enable_thinking,
+            system,
+        }
     }
 
     /// Forgets every turn (and clears the KV cache); keeps the system prompt.
@@ -233,12 +321,20 @@ impl<'m> Conversation<'m> {
         self.session.ctx.clear_kv_cache();
         self.session.n_past = 0;
         self.fed.clear();
-        self.messages = self.system.iter().map(|s| Message::text("system", s)).collect();
+        self.messages = self
+            .system
+            .iter()
+            .map(|s| Message::text("system", s))
+            .collect();
     }
 
     /// Does the rendered generation prompt open a thinking block (so the reply starts inside it)?
     pub fn opens_thinking(&self) -> Result<bool, ChatError> {
-        Ok(self.template.render(&[Message::text("user", "x")], true, self.enable_thinking)?.trim_end().ends_with("<think>"))
+        Ok(self
+            .template
+            .render(&[Message::text("user", "x")], true, self.enable_thinking)?
+            .trim_end()
+            .ends_with("<think>"))
     }
 
     /// Adds a user turn with `images` (placed before the text), evaluates only what is new since
@@ -254,13 +350,17 @@ impl<'m> Conversation<'m> {
         on_piece: impl FnMut(&str),
     ) -> Result<Reply, ChatError> {
         self.messages.push(Message::user(images.len(), text));
-        let rendered = self.template.render(&self.messages, true, self.enable_thinking)?;
+        let rendered = self
+            .template
+            .render(&self.messages, true, self.enable_thinking)?;
         // Only the new suffix is evaluated; earlier turns (and their images) stay in the cache.
         let (delta, add_special) = match rendered.strip_prefix(self.fed.as_str()) {
             Some(rest) if !self.fed.is_empty() => (rest.to_string(), false),
             _ => {
                 if !self.fed.is_empty() {
-                    return Err(ChatError::Usage("the chat template rewrote earlier turns; use /clear to start over".into()));
+                    return Err(ChatError::Usage(
+                        "the chat template rewrote earlier turns; use /clear to start over".into(),
+                    ));
                 }
                 (rendered.clone(), true)
             }
@@ -277,26 +377,38 @@ impl<'m> Conversation<'m> {
                 let ids = engine.tokenize(&delta, add_special);
                 let t0 = std::time::Instant::now();
                 self.session.eval_tokens(&ids)?;
-                PromptStats { text_tokens: ids.len(), prefill_ms: t0.elapsed().as_secs_f64() * 1e3, ..Default::default() }
+                PromptStats {
+                    text_tokens: ids.len(),
+                    prefill_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    ..Default::default()
+                }
             }
         };
         let mut decoder = Utf8Stream::default();
         let mut on_piece = on_piece;
         let mut text_out = String::new();
-        let gen = self.session.generate(engine, sampling, max_tokens, |_, bytes| {
-            let s = decoder.push(bytes);
-            on_piece(&s);
-            text_out.push_str(&s);
-            true
-        })?;
+        let gen = self
+            .session
+            .generate(engine, sampling, max_tokens, |_, bytes| {
+                let s = decoder.push(bytes);
+                on_piece(&s);
+                text_out.push_str(&s);
+                true
+            })?;
         let rest = decoder.finish();
         on_piece(&rest);
         text_out.push_str(&rest);
         // What the cache now holds: the prompt and the reply; the end-of-turn token was sampled
         // but not evaluated, so the next turn's text starts with it.
         self.fed = format!("{rendered}{text_out}");
-        let assistant_prefix = rendered.rsplit_once("<|im_start|>assistant\n").map(|(_, g)| g.to_string()).unwrap_or_default();
-        self.messages.push(Message::text("assistant", &format!("{assistant_prefix}{text_out}")));
+        let assistant_prefix = rendered
+            .rsplit_once("<|im_start|>assistant\n")
+            .map(|(_, g)| g.to_string())
+            .unwrap_or_default();
+        self.messages.push(Message::text(
+            "assistant",
+            &format!("{assistant_prefix}{text_out}"),
+        ));
         Ok(Reply::new(text_out, prompt, &gen))
     }
 }

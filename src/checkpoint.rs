@@ -11,17 +11,29 @@ use safetensors::tensor::{Dtype, Metadata, SafeTensors};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("while reading shard {path}: {message}")]
     Shard { path: PathBuf, message: String },
-    #[error("{dir}: no weights found (expected model.safetensors or model.safetensors.index.json)")]
+    #[error(
+        "{dir}: no weights found (expected model.safetensors or model.safetensors.index.json)"
+    )]
     NoWeights { dir: PathBuf },
     #[error("{path}: tensor {name} has dtype {dtype}; supported: F32, F16, BF16")]
-    Dtype { path: PathBuf, name: String, dtype: String },
+    Dtype {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
 }
 
 /// Source element type of a checkpoint tensor.
@@ -92,10 +104,21 @@ impl<'a> TensorData<'a> {
         let s = self.dtype.size();
         let bytes = &self.bytes[start * s..(start + out.len()) * s];
         match self.dtype {
-            SrcDtype::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            SrcDtype::F16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            SrcDtype::F32 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            SrcDtype::F16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = f16::from_le_bytes([b[0], b[1]]).to_f32()),
             // bf16 is the upper half of an f32: widening is exact and needs no table.
-            SrcDtype::BF16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)),
+            SrcDtype::BF16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| {
+                    *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
+                }),
         }
     }
 
@@ -115,19 +138,31 @@ pub struct Checkpoint {
 }
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|source| CheckpointError::Json { path: path.to_path_buf(), source })
+    let text = std::fs::read_to_string(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| CheckpointError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         if !dir.is_dir() {
-            return Err(CheckpointError::Invalid { path: dir.to_path_buf(), message: "not a directory".into() });
+            return Err(CheckpointError::Invalid {
+                path: dir.to_path_buf(),
+                message: "not a directory".into(),
+            });
         }
         let config_path = dir.join("config.json");
         let config = read_json(&config_path)?;
         if !config.is_object() {
-            return Err(CheckpointError::Invalid { path: config_path, message: "expected a JSON object".into() });
+            return Err(CheckpointError::Invalid {
+                path: config_path,
+                message: "expected a JSON object".into(),
+            });
         }
         let shard_files = Self::shard_files(dir)?;
         let mut shards = Vec::new();
@@ -139,25 +174,38 @@ impl Checkpoint {
                     if !expected.contains(&name) {
                         return Err(CheckpointError::Invalid {
                             path: dir.join("model.safetensors.index.json"),
-                            message: format!("tensor {name} is in {} but the index puts it elsewhere", path.display()),
+                            message: format!(
+                                "tensor {name} is in {} but the index puts it elsewhere",
+                                path.display()
+                            ),
                         });
                     }
                 }
                 if tensors.insert(name.clone(), entry).is_some() {
-                    return Err(CheckpointError::Shard { path, message: format!("tensor {name} appears in two shards") });
+                    return Err(CheckpointError::Shard {
+                        path,
+                        message: format!("tensor {name} appears in two shards"),
+                    });
                 }
             }
             if let Some(expected) = expected {
                 if let Some(missing) = expected.iter().find(|n| !tensors.contains_key(*n)) {
                     return Err(CheckpointError::Shard {
                         path: shard.path,
-                        message: format!("tensor {missing} is listed in the index but missing from this shard"),
+                        message: format!(
+                            "tensor {missing} is listed in the index but missing from this shard"
+                        ),
                     });
                 }
             }
             shards.push(shard);
         }
-        Ok(Checkpoint { dir: dir.to_path_buf(), config, shards, tensors })
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            config,
+            shards,
+            tensors,
+        })
     }
 
     /// (shard path, tensors the index assigns to it) in shard order.
@@ -166,10 +214,13 @@ impl Checkpoint {
         let index_path = dir.join("model.safetensors.index.json");
         if index_path.is_file() {
             let index = read_json(&index_path)?;
-            let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| CheckpointError::Invalid {
-                path: index_path.clone(),
-                message: "missing \"weight_map\" object".into(),
-            })?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| CheckpointError::Invalid {
+                    path: index_path.clone(),
+                    message: "missing \"weight_map\" object".into(),
+                })?;
             let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for (name, file) in map {
                 let file = file.as_str().ok_or_else(|| CheckpointError::Invalid {
@@ -182,24 +233,44 @@ impl Checkpoint {
                         message: format!("shard name {file:?} must be a plain file name"),
                     });
                 }
-                by_file.entry(file.to_string()).or_default().push(name.clone());
+                by_file
+                    .entry(file.to_string())
+                    .or_default()
+                    .push(name.clone());
             }
-            return Ok(by_file.into_iter().map(|(f, names)| (dir.join(f), Some(names))).collect());
+            return Ok(by_file
+                .into_iter()
+                .map(|(f, names)| (dir.join(f), Some(names)))
+                .collect());
         }
         let single = dir.join("model.safetensors");
         if single.is_file() {
             return Ok(vec![(single, None)]);
         }
-        Err(CheckpointError::NoWeights { dir: dir.to_path_buf() })
+        Err(CheckpointError::NoWeights {
+            dir: dir.to_path_buf(),
+        })
     }
 
-    fn open_shard(path: &Path, index: usize) -> Result<(Shard, Vec<(String, TensorEntry)>), CheckpointError> {
-        let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+    fn open_shard(
+        path: &Path,
+        index: usize,
+    ) -> Result<(Shard, Vec<(String, TensorEntry)>), CheckpointError> {
+        let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // SAFETY: read-only mapping of a file we do not modify.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| CheckpointError::Io { path: path.to_path_buf(), source })?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| CheckpointError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // Tensors are read front to back: let the kernel read ahead.
         let _ = map.advise(memmap2::Advice::Sequential);
-        let shard_err = |message: String| CheckpointError::Shard { path: path.to_path_buf(), message };
+        let shard_err = |message: String| CheckpointError::Shard {
+            path: path.to_path_buf(),
+            message,
+        };
         let (header_len, metadata): (usize, Metadata) = SafeTensors::read_metadata(&map).map_err(|e| match e {
             safetensors::SafeTensorError::MetadataIncompleteBuffer => {
                 shard_err(format!("file size {} does not match its header (truncated or padded shard)", map.len()))
@@ -217,19 +288,44 @@ impl Checkpoint {
                 Dtype::F16 => SrcDtype::F16,
                 Dtype::BF16 => SrcDtype::BF16,
                 other => {
-                    return Err(CheckpointError::Dtype { path: path.to_path_buf(), name, dtype: format!("{other:?}") });
+                    return Err(CheckpointError::Dtype {
+                        path: path.to_path_buf(),
+                        name,
+                        dtype: format!("{other:?}"),
+                    });
                 }
             };
             let (s, e) = info.data_offsets;
-            let start = data_start.checked_add(s).ok_or_else(|| shard_err(format!("tensor {name}: offsets out of range")))?;
-            let end = data_start.checked_add(e).ok_or_else(|| shard_err(format!("tensor {name}: offsets out of range")))?;
+            let start = data_start
+                .checked_add(s)
+                .ok_or_else(|| shard_err(format!("tensor {name}: offsets out of range")))?;
+            let end = data_start
+                .checked_add(e)
+                .ok_or_else(|| shard_err(format!("tensor {name}: offsets out of range")))?;
             if end > map.len() || start > end {
-                return Err(shard_err(format!("tensor {name}: offsets [{s}, {e}) out of range")));
+                return Err(shard_err(format!(
+                    "tensor {name}: offsets [{s}, {e}) out of range"
+                )));
             }
-            entries.push((name, TensorEntry { shard: index, dtype, shape: info.shape.clone(), start, end }));
+            entries.push((
+                name,
+                TensorEntry {
+                    shard: index,
+                    dtype,
+                    shape: info.shape.clone(),
+                    start,
+                    end,
+                },
+            ));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((Shard { path: path.to_path_buf(), map }, entries))
+        Ok((
+            Shard {
+                path: path.to_path_buf(),
+                map,
+            },
+            entries,
+        ))
     }
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
@@ -239,7 +335,10 @@ impl Checkpoint {
         self.tensors.get(name)
     }
     pub fn data(&self, entry: &TensorEntry) -> TensorData<'_> {
-        TensorData { dtype: entry.dtype, bytes: &self.shards[entry.shard].map[entry.start..entry.end] }
+        TensorData {
+            dtype: entry.dtype,
+            bytes: &self.shards[entry.shard].map[entry.start..entry.end],
+        }
     }
     /// Drops the tensor's pages from this process's mapping once it has been converted, so the
     /// resident set stays bounded by the work window instead of growing to the model size (the
@@ -257,7 +356,9 @@ impl Checkpoint {
         if end > start {
             // SAFETY: a read-only private file mapping; after MADV_DONTNEED an access re-faults
             // the same bytes from the unchanged file, so no reference can observe different data.
-            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
         }
     }
     pub fn shard_path(&self, entry: &TensorEntry) -> &Path {

@@ -21,7 +21,10 @@ pub enum ModelKind {
 }
 
 pub fn model_kind(config: &Value, path: &Path) -> Result<ModelKind, ConfigError> {
-    let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
+    let model_type = config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let archs: Vec<&str> = config
         .get("architectures")
         .and_then(Value::as_array)
@@ -42,23 +45,31 @@ pub fn model_kind(config: &Value, path: &Path) -> Result<ModelKind, ConfigError>
 }
 
 fn field<'a>(v: &'a Value, key: &str, path: &Path, scope: &str) -> Result<&'a Value, ConfigError> {
-    v.get(key).filter(|x| !x.is_null()).ok_or_else(|| ConfigError {
-        path: path.to_path_buf(),
-        message: format!("missing {scope}{key}"),
-    })
+    v.get(key)
+        .filter(|x| !x.is_null())
+        .ok_or_else(|| ConfigError {
+            path: path.to_path_buf(),
+            message: format!("missing {scope}{key}"),
+        })
 }
 
 fn usize_field(v: &Value, key: &str, path: &Path, scope: &str) -> Result<usize, ConfigError> {
     let x = field(v, key, path, scope)?;
-    x.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| ConfigError {
-        path: path.to_path_buf(),
-        message: format!("{scope}{key} must be a positive integer, found {x}"),
-    })
+    x.as_u64()
+        .filter(|&n| n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| ConfigError {
+            path: path.to_path_buf(),
+            message: format!("{scope}{key} must be a positive integer, found {x}"),
+        })
 }
 
 fn f64_field(v: &Value, key: &str, path: &Path, scope: &str) -> Result<f64, ConfigError> {
     let x = field(v, key, path, scope)?;
-    x.as_f64().ok_or_else(|| ConfigError { path: path.to_path_buf(), message: format!("{scope}{key} must be a number, found {x}") })
+    x.as_f64().ok_or_else(|| ConfigError {
+        path: path.to_path_buf(),
+        message: format!("{scope}{key} must be a number, found {x}"),
+    })
 }
 
 /// Mistral decoder hyperparameters.
@@ -88,16 +99,28 @@ impl TextConfig {
         };
         // transformers 5 nests rope_theta under rope_parameters; older configs have it at the top.
         let rope_theta = match v.get("rope_parameters").and_then(|r| r.get("rope_theta")) {
-            Some(_) => f64_field(&v["rope_parameters"], "rope_theta", path, &format!("{scope}rope_parameters."))?,
+            Some(_) => f64_field(
+                &v["rope_parameters"],
+                "rope_theta",
+                path,
+                &format!("{scope}rope_parameters."),
+            )?,
             None => f64_field(v, "rope_theta", path, scope)?,
         };
-        if let Some(t) = v.get("rope_parameters").and_then(|r| r.get("rope_type")).and_then(Value::as_str) {
+        if let Some(t) = v
+            .get("rope_parameters")
+            .and_then(|r| r.get("rope_type"))
+            .and_then(Value::as_str)
+        {
             if t != "default" {
                 return Err(ConfigError { path: path.to_path_buf(), message: format!("{scope}rope_parameters.rope_type {t:?} is not supported (only default RoPE)") });
             }
         }
         if head_dim % 2 != 0 {
-            return Err(ConfigError { path: path.to_path_buf(), message: format!("{scope}head_dim {head_dim} must be even") });
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                message: format!("{scope}head_dim {head_dim} must be even"),
+            });
         }
         let tc = TextConfig {
             hidden_size,
@@ -113,12 +136,18 @@ impl TextConfig {
             max_position_embeddings: usize_field(v, "max_position_embeddings", path, scope)?,
             rms_norm_eps: f64_field(v, "rms_norm_eps", path, scope)?,
             rope_theta,
-            tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         if tc.num_attention_heads % tc.num_key_value_heads != 0 {
             return Err(ConfigError {
                 path: path.to_path_buf(),
-                message: format!("{scope}num_attention_heads {} is not a multiple of num_key_value_heads {}", tc.num_attention_heads, tc.num_key_value_heads),
+                message: format!(
+                    "{scope}num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                    tc.num_attention_heads, tc.num_key_value_heads
+                ),
             });
         }
         Ok(tc)
@@ -160,11 +189,20 @@ impl VisionConfig {
             spatial_merge_size: usize_field(v, "spatial_merge_size", path, s)?,
             out_hidden_size: usize_field(v, "out_hidden_size", path, s)?,
             num_position_embeddings: usize_field(v, "num_position_embeddings", path, s)?,
-            layer_norm_eps: v.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(QWEN3VL_VIT_LAYER_NORM_EPS),
+            layer_norm_eps: v
+                .get("layer_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(QWEN3VL_VIT_LAYER_NORM_EPS),
         };
         let side = (vc.num_position_embeddings as f64).sqrt().round() as usize;
         if side * side != vc.num_position_embeddings {
-            return Err(ConfigError { path: path.to_path_buf(), message: format!("{s}num_position_embeddings {} is not a square", vc.num_position_embeddings) });
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{s}num_position_embeddings {} is not a square",
+                    vc.num_position_embeddings
+                ),
+            });
         }
         if vc.temporal_patch_size != 2 {
             return Err(ConfigError {
@@ -212,23 +250,37 @@ impl Preprocessor {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults),
-            Err(e) => return Err(ConfigError { path, message: e.to_string() }),
+            Err(e) => {
+                return Err(ConfigError {
+                    path,
+                    message: e.to_string(),
+                })
+            }
         };
-        let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError { path: path.clone(), message: format!("invalid JSON: {e}") })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError {
+            path: path.clone(),
+            message: format!("invalid JSON: {e}"),
+        })?;
         let triple = |key: &str, default: [f32; 3]| -> Result<[f32; 3], ConfigError> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(default),
                 Some(Value::Array(a)) if a.len() == 3 && a.iter().all(Value::is_number) => {
                     Ok([0, 1, 2].map(|i| a[i].as_f64().unwrap_or(0.0) as f32))
                 }
-                Some(other) => Err(ConfigError { path: path.clone(), message: format!("{key} must be 3 numbers, found {other}") }),
+                Some(other) => Err(ConfigError {
+                    path: path.clone(),
+                    message: format!("{key} must be 3 numbers, found {other}"),
+                }),
             }
         };
         let pixels = |keys: &[(&str, Option<&str>)], default: u32| -> u32 {
             keys.iter()
                 .find_map(|(k, sub)| {
                     let x = v.get(*k)?;
-                    let x = match sub { Some(s) => x.get(*s)?, None => x };
+                    let x = match sub {
+                        Some(s) => x.get(*s)?,
+                        None => x,
+                    };
                     x.as_u64().and_then(|n| u32::try_from(n).ok())
                 })
                 .unwrap_or(default)
@@ -238,8 +290,14 @@ impl Preprocessor {
         Ok(Preprocessor {
             image_mean: triple("image_mean", CLIP_MEAN)?,
             image_std: triple("image_std", CLIP_STD)?,
-            min_pixels: pixels(&[("size", Some("shortest_edge")), ("min_pixels", None)], ARTEMIS_MIN_PIXELS),
-            max_pixels: pixels(&[("size", Some("longest_edge")), ("max_pixels", None)], ARTEMIS_MAX_PIXELS),
+            min_pixels: pixels(
+                &[("size", Some("shortest_edge")), ("min_pixels", None)],
+                ARTEMIS_MIN_PIXELS,
+            ),
+            max_pixels: pixels(
+                &[("size", Some("longest_edge")), ("max_pixels", None)],
+                ARTEMIS_MAX_PIXELS,
+            ),
             source: path.display().to_string(),
         })
     }

@@ -30,11 +30,18 @@ pub enum ConvertError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error("{dir}: {count} tensor(s) not used by any output: {names}")]
-    ExtraTensors { dir: PathBuf, count: usize, names: String },
+    ExtraTensors {
+        dir: PathBuf,
+        count: usize,
+        names: String,
+    },
     #[error("{path}: already exists (use --force to overwrite)")]
     Exists { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Usage { path: PathBuf, message: String },
     #[error("{path}: verification failed: {message}")]
@@ -57,7 +64,11 @@ impl std::str::FromStr for OutTypeArg {
             "f16" => OutTypeArg::Fixed(OutType::F16),
             "bf16" => OutTypeArg::Fixed(OutType::BF16),
             "q8_0" => OutTypeArg::Fixed(OutType::Q8_0),
-            other => return Err(format!("unknown output type {other:?}; expected auto, f32, f16, bf16 or q8_0")),
+            other => {
+                return Err(format!(
+                    "unknown output type {other:?}; expected auto, f32, f16, bf16 or q8_0"
+                ))
+            }
         })
     }
 }
@@ -124,21 +135,33 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
     let cfg_path = ckpt.config_path();
     let kind = config::model_kind(&ckpt.config, &cfg_path)?;
     let name = opts.name.clone().unwrap_or_else(|| {
-        ckpt.dir.canonicalize().ok().and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into())
+        ckpt.dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "model".into())
     });
     let outtype = resolve_outtype(opts.outtype, ckpt);
     let mm_outtype = resolve_outtype(opts.mmproj_outtype.unwrap_or(opts.outtype), ckpt);
 
     let (text_json, text_scope) = match kind {
         ModelKind::Artemis => (
-            ckpt.config.get("text_config").ok_or_else(|| ConfigError { path: cfg_path.clone(), message: "missing text_config".into() })?,
+            ckpt.config.get("text_config").ok_or_else(|| ConfigError {
+                path: cfg_path.clone(),
+                message: "missing text_config".into(),
+            })?,
             "text_config.",
         ),
         ModelKind::Mistral => (&ckpt.config, ""),
     };
     let text = TextConfig::from_json(text_json, &cfg_path, text_scope)?;
     if opts.only == Some(FileKind::Mmproj) && kind == ModelKind::Mistral {
-        return Err(ConvertError::Usage { path: cfg_path, message: "--only mmproj: this is a decoder-only (Mistral) checkpoint; it has no vision tower".into() });
+        return Err(ConvertError::Usage {
+            path: cfg_path,
+            message:
+                "--only mmproj: this is a decoder-only (Mistral) checkpoint; it has no vision tower"
+                    .into(),
+        });
     }
 
     let mut files = Vec::new();
@@ -154,20 +177,50 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         ModelKind::Artemis => decoder::ARTEMIS_DECODER_PREFIXES,
         ModelKind::Mistral => decoder::MISTRAL_DECODER_PREFIXES,
     };
-    let vocab = if want_decoder { Some(Vocab::from_checkpoint_dir(&ckpt.dir, text.vocab_size, opts.add_special)?) } else { None };
+    let vocab = if want_decoder {
+        Some(Vocab::from_checkpoint_dir(
+            &ckpt.dir,
+            text.vocab_size,
+            opts.add_special,
+        )?)
+    } else {
+        None
+    };
     let vocab_meta = vocab.as_ref().map(Vocab::metadata).unwrap_or_default();
     let add_special = vocab.map(|v| v.add_special);
-    let dec = decoder::plan(ckpt, &text, prefixes, outtype, format!("{name}-{}.gguf", outtype.suffix()), &name, vocab_meta)?;
+    let dec = decoder::plan(
+        ckpt,
+        &text,
+        prefixes,
+        outtype,
+        format!("{name}-{}.gguf", outtype.suffix()),
+        &name,
+        vocab_meta,
+    )?;
     consumed.extend(dec.consumed);
     if want_decoder {
         files.push(dec.file);
     }
 
     if kind == ModelKind::Artemis {
-        let vjson = ckpt.config.get("vision_config").ok_or_else(|| ConfigError { path: cfg_path.clone(), message: "missing vision_config".into() })?;
+        let vjson = ckpt
+            .config
+            .get("vision_config")
+            .ok_or_else(|| ConfigError {
+                path: cfg_path.clone(),
+                message: "missing vision_config".into(),
+            })?;
         let vision = VisionConfig::from_json(vjson, &cfg_path)?;
         let pre = Preprocessor::from_dir(&ckpt.dir)?;
-        let mm = mmproj::plan(ckpt, &vision, &text, &pre, mm_outtype, format!("mmproj-{name}-{}.gguf", mm_outtype.suffix()), &name)?;
+        let mm = mmproj::plan(
+            ckpt,
+            &vision,
+            &text,
+            &pre,
+            mm_outtype,
+            format!("mmproj-{name}-{}.gguf", mm_outtype.suffix()),
+            &name,
+        )?;
         consumed.extend(mm.consumed);
         dropped.extend(mm.dropped);
         if want_mmproj {
@@ -176,20 +229,40 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         }
     }
 
-    let extra: Vec<&str> = ckpt.tensor_names().filter(|n| !consumed.contains(*n) && !dropped.contains(*n)).collect();
+    let extra: Vec<&str> = ckpt
+        .tensor_names()
+        .filter(|n| !consumed.contains(*n) && !dropped.contains(*n))
+        .collect();
     if !extra.is_empty() {
         let shown: Vec<&str> = extra.iter().take(8).copied().collect();
-        let more = if extra.len() > 8 { format!(", … ({} more)", extra.len() - 8) } else { String::new() };
-        return Err(ConvertError::ExtraTensors { dir: ckpt.dir.clone(), count: extra.len(), names: format!("{}{more}", shown.join(", ")) });
+        let more = if extra.len() > 8 {
+            format!(", … ({} more)", extra.len() - 8)
+        } else {
+            String::new()
+        };
+        return Err(ConvertError::ExtraTensors {
+            dir: ckpt.dir.clone(),
+            count: extra.len(),
+            names: format!("{}{more}", shown.join(", ")),
+        });
     }
-    Ok(ConversionPlan { kind, files, dropped, preprocessor, add_special })
+    Ok(ConversionPlan {
+        kind,
+        files,
+        dropped,
+        preprocessor,
+        add_special,
+    })
 }
 
 /// Header (with tensor offsets) of a planned file.
 pub fn header_of(file: &FilePlan) -> GgufHeader {
     GgufHeader::new(
         file.metadata.clone(),
-        file.tensors.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes())).collect(),
+        file.tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes()))
+            .collect(),
     )
 }
 
@@ -200,13 +273,29 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
     for f in &plan.files {
         let header = header_of(f);
         let size = header.file_size().unwrap_or(0);
-        let _ = writeln!(s, "== {} ({:?}): {} tensors, {} metadata keys, {} bytes ({:.2} MiB)",
-            out_dir.join(&f.file_name).display(), f.kind, f.tensors.len(), f.metadata.len(), size, size as f64 / (1 << 20) as f64);
+        let _ = writeln!(
+            s,
+            "== {} ({:?}): {} tensors, {} metadata keys, {} bytes ({:.2} MiB)",
+            out_dir.join(&f.file_name).display(),
+            f.kind,
+            f.tensors.len(),
+            f.metadata.len(),
+            size,
+            size as f64 / (1 << 20) as f64
+        );
         for (k, v) in &f.metadata {
             let _ = writeln!(s, "  kv  {k} = {}", short_value(v));
         }
         for t in &f.tensors {
-            let _ = write!(s, "  t   {:<36} {:<18} {:<5} {:>12} B  <- {}", t.name, format!("{:?}", t.ne), t.ggml_type.name(), t.nbytes(), t.source);
+            let _ = write!(
+                s,
+                "  t   {:<36} {:<18} {:<5} {:>12} B  <- {}",
+                t.name,
+                format!("{:?}", t.ne),
+                t.ggml_type.name(),
+                t.nbytes(),
+                t.source
+            );
             if let Some(note) = &t.fallback_note {
                 let _ = write!(s, "  ({note})");
             }
@@ -214,7 +303,11 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
         }
     }
     if !plan.dropped.is_empty() {
-        let _ = writeln!(s, "== not written (unused by the model): {} DeepStack tensors", plan.dropped.len());
+        let _ = writeln!(
+            s,
+            "== not written (unused by the model): {} DeepStack tensors",
+            plan.dropped.len()
+        );
     }
     if let Some(p) = &plan.preprocessor {
         let _ = writeln!(s, "== image preprocessing from {}", p.source);
@@ -228,9 +321,16 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
 
 fn short_value(v: &MetaValue) -> String {
     match v {
-        MetaValue::Str(s) if s.len() > 60 => format!("{:?}… ({} chars)", &s.chars().take(60).collect::<String>(), s.chars().count()),
+        MetaValue::Str(s) if s.len() > 60 => format!(
+            "{:?}… ({} chars)",
+            &s.chars().take(60).collect::<String>(),
+            s.chars().count()
+        ),
         MetaValue::Array(a) if a.len() > 6 => format!("[{} items]", a.len()),
-        MetaValue::Array(a) => format!("[{}]", a.iter().map(short_value).collect::<Vec<_>>().join(", ")),
+        MetaValue::Array(a) => format!(
+            "[{}]",
+            a.iter().map(short_value).collect::<Vec<_>>().join(", ")
+        ),
         MetaValue::Str(s) => format!("{s:?}"),
         other => format!("{other:?}"),
     }
@@ -245,7 +345,10 @@ fn row_chunks(t: &TensorPlan) -> Vec<std::ops::Range<usize>> {
     let n_rows = (t.n_elements() / t.row_len() as u64) as usize;
     let row_bytes = (t.nbytes() as usize / n_rows.max(1)).max(1);
     let per_chunk = (CHUNK_BYTES / row_bytes).max(1);
-    (0..n_rows).step_by(per_chunk).map(|s| s..(s + per_chunk).min(n_rows)).collect()
+    (0..n_rows)
+        .step_by(per_chunk)
+        .map(|s| s..(s + per_chunk).min(n_rows))
+        .collect()
 }
 
 /// The source elements `[lo, hi)` that output rows `rows` of `t` read.
@@ -265,7 +368,9 @@ fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) 
     let mut out = Vec::with_capacity(rows.len() * row_bytes);
     let same_type = matches!(
         (data.dtype, t.ggml_type),
-        (SrcDtype::F32, GgmlType::F32) | (SrcDtype::F16, GgmlType::F16) | (SrcDtype::BF16, GgmlType::BF16)
+        (SrcDtype::F32, GgmlType::F32)
+            | (SrcDtype::F16, GgmlType::F16)
+            | (SrcDtype::BF16, GgmlType::BF16)
     );
     if same_type {
         // Stored as-is: copy the (possibly permuted) rows' bytes.
@@ -285,9 +390,18 @@ fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) 
 /// Writes one planned file into `out_dir` atomically. Returns its path.
 /// Writes one planned file into `out_dir` as a temp file; the caller commits it (renames it into
 /// place) once every output of the run is complete, so a failure leaves nothing behind.
-pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &ProgressBar, threads: usize) -> Result<AtomicFile, ConvertError> {
+pub fn write_file(
+    ckpt: &Checkpoint,
+    file: &FilePlan,
+    out_dir: &Path,
+    pb: &ProgressBar,
+    threads: usize,
+) -> Result<AtomicFile, ConvertError> {
     let path = out_dir.join(&file.file_name);
-    let io = |source| ConvertError::Io { path: path.clone(), source };
+    let io = |source| ConvertError::Io {
+        path: path.clone(),
+        source,
+    };
     let header = header_of(file);
     let mut atomic = AtomicFile::create(&path).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, atomic.file());
@@ -308,7 +422,10 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
             debug_assert_eq!(pos - data_start, info.offset);
             let entry = ckpt.entry(&t.source).expect("planned source exists");
             for window in row_chunks(t).chunks(threads * 2) {
-                let parts: Vec<Vec<u8>> = window.par_iter().map(|rows| encode_rows(ckpt, t, rows.clone())).collect();
+                let parts: Vec<Vec<u8>> = window
+                    .par_iter()
+                    .map(|rows| encode_rows(ckpt, t, rows.clone()))
+                    .collect();
                 for part in parts {
                     pos += part.len() as u64;
                     if tx.send(part).is_err() {
@@ -316,7 +433,8 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
                     }
                 }
                 // Keep the resident set to the window: drop the source rows just converted.
-                let rows = window.first().map_or(0, |r| r.start)..window.last().map_or(0, |r| r.end);
+                let rows =
+                    window.first().map_or(0, |r| r.start)..window.last().map_or(0, |r| r.end);
                 let (lo, hi) = source_span(t, rows);
                 ckpt.release_elements(entry, lo, hi);
             }
@@ -325,7 +443,9 @@ pub fn write_file(ckpt: &Checkpoint, file: &FilePlan, out_dir: &Path, pb: &Progr
             pos = padded;
         }
         drop(tx);
-        writer.join().unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
+        writer
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
     });
     written.map_err(io)?;
     atomic.sync().map_err(io)?;
@@ -343,14 +463,31 @@ pub struct VerifyReport {
 /// Re-opens a written file and checks every tensor against the checkpoint: header entries equal
 /// the plan; 16/32-bit values equal the source rounded to the stored type; Q8_0 values stay
 /// within the quantizer's error bound (the largest error is reported).
-pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<VerifyReport, ConvertError> {
-    let fail = |message: String| ConvertError::Verify { path: path.to_path_buf(), message };
+pub fn verify_file(
+    ckpt: &Checkpoint,
+    file: &FilePlan,
+    path: &Path,
+) -> Result<VerifyReport, ConvertError> {
+    let fail = |message: String| ConvertError::Verify {
+        path: path.to_path_buf(),
+        message,
+    };
     let gguf = GgufFile::open(path)?;
-    let file_handle = std::fs::File::open(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    let file_handle = std::fs::File::open(path).map_err(|source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     // SAFETY: read-only map of the file we just wrote and closed.
-    let bytes = unsafe { memmap2::Mmap::map(&file_handle) }.map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    let bytes = unsafe { memmap2::Mmap::map(&file_handle) }.map_err(|source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if gguf.tensors.len() != file.tensors.len() {
-        return Err(fail(format!("{} tensors in the file, {} planned", gguf.tensors.len(), file.tensors.len())));
+        return Err(fail(format!(
+            "{} tensors in the file, {} planned",
+            gguf.tensors.len(),
+            file.tensors.len()
+        )));
     }
     for (key, value) in &file.metadata {
         if gguf.get(key) != Some(value) {
@@ -361,7 +498,10 @@ pub fn verify_file(ckpt: &Checkpoint, file: &FilePlan, path: &Path) -> Result<Ve
     let mut q8_max: Option<f32> = None;
     for (t, info) in file.tensors.iter().zip(&gguf.tensors) {
         if info.name != t.name || info.ne != t.ne || info.ggml_type != t.ggml_type {
-            return Err(fail(format!("tensor {} header differs from the plan", t.name)));
+            return Err(fail(format!(
+                "tensor {} header differs from the plan",
+                t.name
+            )));
         }
         let entry = ckpt.entry(&t.source).expect("planned source exists");
         let data = ckpt.data(entry);
@@ -429,7 +569,10 @@ pub fn ensure_out_dir(dir: &Path) -> Result<(), ConvertError> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| ConvertError::Usage { path: dir.to_path_buf(), message: format!("cannot create the output directory: {e}") })
+    std::fs::create_dir_all(dir).map_err(|e| ConvertError::Usage {
+        path: dir.to_path_buf(),
+        message: format!("cannot create the output directory: {e}"),
+    })
 }
 
 /// Plans and (unless `dry_run`) writes every output of `ckpt_dir`.
@@ -437,7 +580,11 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     let ckpt = Checkpoint::open(ckpt_dir)?;
     let plan = plan(&ckpt, opts)?;
     if opts.dry_run {
-        return Ok(ConvertReport { plan, written: Vec::new(), verified: Vec::new() });
+        return Ok(ConvertReport {
+            plan,
+            written: Vec::new(),
+            verified: Vec::new(),
+        });
     }
     ensure_out_dir(&opts.out_dir)?;
     for f in &plan.files {
@@ -446,12 +593,27 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
             return Err(ConvertError::Exists { path: p });
         }
     }
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ConvertError::Usage {
-        path: opts.out_dir.clone(),
-        message: format!("cannot start {threads} threads: {e}"),
-    })?;
-    let total: u64 = plan.files.iter().flat_map(|f| &f.tensors).map(TensorPlan::nbytes).sum();
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ConvertError::Usage {
+            path: opts.out_dir.clone(),
+            message: format!("cannot start {threads} threads: {e}"),
+        })?;
+    let total: u64 = plan
+        .files
+        .iter()
+        .flat_map(|f| &f.tensors)
+        .map(TensorPlan::nbytes)
+        .sum();
     let pb = crate::progress::bytes(total, opts.quiet);
     let mut pending = Vec::new();
     let mut verified = Vec::new();
@@ -469,8 +631,15 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     // Every output is complete (and verified): only now do they appear under their names.
     let mut written = Vec::new();
     for (tmp, path) in pending {
-        tmp.commit().map_err(|source| ConvertError::Io { path: path.clone(), source })?;
+        tmp.commit().map_err(|source| ConvertError::Io {
+            path: path.clone(),
+            source,
+        })?;
         written.push(path);
     }
-    Ok(ConvertReport { plan, written, verified })
+    Ok(ConvertReport {
+        plan,
+        written,
+        verified,
+    })
 }

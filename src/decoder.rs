@@ -40,38 +40,111 @@ use Dim::*;
 
 /// Per-model tensors. `lm_head.weight` is handled separately (it may be tied).
 const GLOBAL_RULES: &[Rule] = &[
-    Rule { hf: "model.embed_tokens.weight", gguf: "token_embd.weight", shape: &[Vocab, Hidden], rope: Rope::None },
-    Rule { hf: "model.norm.weight", gguf: "output_norm.weight", shape: &[Hidden], rope: Rope::None },
-    Rule { hf: "lm_head.weight", gguf: "output.weight", shape: &[Vocab, Hidden], rope: Rope::None },
+    Rule {
+        hf: "model.embed_tokens.weight",
+        gguf: "token_embd.weight",
+        shape: &[Vocab, Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.norm.weight",
+        gguf: "output_norm.weight",
+        shape: &[Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "lm_head.weight",
+        gguf: "output.weight",
+        shape: &[Vocab, Hidden],
+        rope: Rope::None,
+    },
 ];
 
 /// Per-layer tensors; `{N}` is the layer index. Order = llama.cpp's converter order.
 const LAYER_RULES: &[Rule] = &[
-    Rule { hf: "model.layers.{N}.input_layernorm.weight", gguf: "blk.{N}.attn_norm.weight", shape: &[Hidden], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.self_attn.q_proj.weight", gguf: "blk.{N}.attn_q.weight", shape: &[QDim, Hidden], rope: Rope::PermuteQ },
-    Rule { hf: "model.layers.{N}.self_attn.k_proj.weight", gguf: "blk.{N}.attn_k.weight", shape: &[KvDim, Hidden], rope: Rope::PermuteK },
-    Rule { hf: "model.layers.{N}.self_attn.v_proj.weight", gguf: "blk.{N}.attn_v.weight", shape: &[KvDim, Hidden], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.self_attn.o_proj.weight", gguf: "blk.{N}.attn_output.weight", shape: &[Hidden, QDim], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.post_attention_layernorm.weight", gguf: "blk.{N}.ffn_norm.weight", shape: &[Hidden], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.mlp.gate_proj.weight", gguf: "blk.{N}.ffn_gate.weight", shape: &[Ffn, Hidden], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.mlp.up_proj.weight", gguf: "blk.{N}.ffn_up.weight", shape: &[Ffn, Hidden], rope: Rope::None },
-    Rule { hf: "model.layers.{N}.mlp.down_proj.weight", gguf: "blk.{N}.ffn_down.weight", shape: &[Hidden, Ffn], rope: Rope::None },
+    Rule {
+        hf: "model.layers.{N}.input_layernorm.weight",
+        gguf: "blk.{N}.attn_norm.weight",
+        shape: &[Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.self_attn.q_proj.weight",
+        gguf: "blk.{N}.attn_q.weight",
+        shape: &[QDim, Hidden],
+        rope: Rope::PermuteQ,
+    },
+    Rule {
+        hf: "model.layers.{N}.self_attn.k_proj.weight",
+        gguf: "blk.{N}.attn_k.weight",
+        shape: &[KvDim, Hidden],
+        rope: Rope::PermuteK,
+    },
+    Rule {
+        hf: "model.layers.{N}.self_attn.v_proj.weight",
+        gguf: "blk.{N}.attn_v.weight",
+        shape: &[KvDim, Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.self_attn.o_proj.weight",
+        gguf: "blk.{N}.attn_output.weight",
+        shape: &[Hidden, QDim],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.post_attention_layernorm.weight",
+        gguf: "blk.{N}.ffn_norm.weight",
+        shape: &[Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.mlp.gate_proj.weight",
+        gguf: "blk.{N}.ffn_gate.weight",
+        shape: &[Ffn, Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.mlp.up_proj.weight",
+        gguf: "blk.{N}.ffn_up.weight",
+        shape: &[Ffn, Hidden],
+        rope: Rope::None,
+    },
+    Rule {
+        hf: "model.layers.{N}.mlp.down_proj.weight",
+        gguf: "blk.{N}.ffn_down.weight",
+        shape: &[Hidden, Ffn],
+        rope: Rope::None,
+    },
 ];
 
 /// Where the decoder lives inside a checkpoint: prefix in the file → prefix in the standalone
 /// layout (reference §2.2/§2.3). The first prefix under which `model.embed_tokens.weight` exists wins.
 pub const ARTEMIS_DECODER_PREFIXES: &[&[(&str, &str)]] = &[
-    &[("language_model.model.", "model."), ("language_model.lm_head.", "lm_head."), ("lm_head.", "lm_head.")],
-    &[("model.language_model.", "model."), ("lm_head.", "lm_head.")],
+    &[
+        ("language_model.model.", "model."),
+        ("language_model.lm_head.", "lm_head."),
+        ("lm_head.", "lm_head."),
+    ],
+    &[
+        ("model.language_model.", "model."),
+        ("lm_head.", "lm_head."),
+    ],
 ];
-pub const MISTRAL_DECODER_PREFIXES: &[&[(&str, &str)]] = &[&[("model.", "model."), ("lm_head.", "lm_head.")]];
+pub const MISTRAL_DECODER_PREFIXES: &[&[(&str, &str)]] =
+    &[&[("model.", "model."), ("lm_head.", "lm_head.")]];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error("{file}: missing tensor {name} (expected by the config)")]
     Missing { file: String, name: String },
     #[error("{file}: tensor {name} has shape {found:?}, but the config implies {expected:?}")]
-    Shape { file: String, name: String, found: Vec<usize>, expected: Vec<usize> },
+    Shape {
+        file: String,
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
 }
 
 /// Decoder plan plus the checkpoint tensors it consumed.
@@ -112,32 +185,59 @@ pub fn plan(
         .iter()
         .copied()
         .find(|p| source_name(ckpt, p, "model.embed_tokens.weight").is_some())
-        .ok_or_else(|| MappingError::Missing { file: ckpt.dir.display().to_string(), name: "model.embed_tokens.weight (decoder token embeddings)".into() })?;
+        .ok_or_else(|| MappingError::Missing {
+            file: ckpt.dir.display().to_string(),
+            name: "model.embed_tokens.weight (decoder token embeddings)".into(),
+        })?;
 
     let mut tensors = Vec::new();
     let mut consumed = BTreeSet::new();
     let mut add = |rule: &Rule, layer: Option<usize>| -> Result<(), MappingError> {
         let sub = |s: &str| layer.map_or(s.to_string(), |n| s.replace("{N}", &n.to_string()));
         let standalone = sub(rule.hf);
-        if standalone == "lm_head.weight" && source_name(ckpt, prefixes, &standalone).is_none() && cfg.tie_word_embeddings {
+        if standalone == "lm_head.weight"
+            && source_name(ckpt, prefixes, &standalone).is_none()
+            && cfg.tie_word_embeddings
+        {
             return Ok(()); // tied: llama.cpp falls back to token_embd for the output
         }
-        let src = source_name(ckpt, prefixes, &standalone).ok_or_else(|| MappingError::Missing {
-            file: ckpt.dir.display().to_string(),
-            name: format!("{}{}", prefixes[0].0, standalone.strip_prefix(prefixes[0].1).unwrap_or(&standalone)),
-        })?;
+        let src =
+            source_name(ckpt, prefixes, &standalone).ok_or_else(|| MappingError::Missing {
+                file: ckpt.dir.display().to_string(),
+                name: format!(
+                    "{}{}",
+                    prefixes[0].0,
+                    standalone
+                        .strip_prefix(prefixes[0].1)
+                        .unwrap_or(&standalone)
+                ),
+            })?;
         let entry = ckpt.entry(&src).expect("source_name checked existence");
         let expected: Vec<usize> = rule.shape.iter().map(|&d| resolve(d, cfg)).collect();
         if entry.shape != expected {
-            return Err(MappingError::Shape { file: ckpt.shard_path(entry).display().to_string(), name: src, found: entry.shape.clone(), expected });
+            return Err(MappingError::Shape {
+                file: ckpt.shard_path(entry).display().to_string(),
+                name: src,
+                found: entry.shape.clone(),
+                expected,
+            });
         }
         let ne = ne_of(&entry.shape);
         let (ggml_type, fallback_note) = choose_type(&ne, outtype);
         let transform = match rule.rope {
             Rope::None => Transform::Identity,
-            Rope::PermuteQ | Rope::PermuteK => Transform::PermuteQK { head_dim: cfg.head_dim },
+            Rope::PermuteQ | Rope::PermuteK => Transform::PermuteQK {
+                head_dim: cfg.head_dim,
+            },
         };
-        tensors.push(TensorPlan { name: sub(rule.gguf), source: src.clone(), ne, ggml_type, transform, fallback_note });
+        tensors.push(TensorPlan {
+            name: sub(rule.gguf),
+            source: src.clone(),
+            ne,
+            ggml_type,
+            transform,
+            fallback_note,
+        });
         consumed.insert(src);
         Ok(())
     };
@@ -152,25 +252,75 @@ pub fn plan(
     add(&GLOBAL_RULES[2], None)?;
 
     let mut metadata = vec![
-        ("general.architecture".to_string(), MetaValue::Str("llama".into())),
+        (
+            "general.architecture".to_string(),
+            MetaValue::Str("llama".into()),
+        ),
         ("general.type".into(), MetaValue::Str("model".into())),
         ("general.name".into(), MetaValue::Str(name.to_string())),
-        ("llama.block_count".into(), MetaValue::U32(cfg.num_hidden_layers as u32)),
-        ("llama.context_length".into(), MetaValue::U32(cfg.max_position_embeddings as u32)),
-        ("llama.embedding_length".into(), MetaValue::U32(cfg.hidden_size as u32)),
-        ("llama.feed_forward_length".into(), MetaValue::U32(cfg.intermediate_size as u32)),
-        ("llama.attention.head_count".into(), MetaValue::U32(cfg.num_attention_heads as u32)),
-        ("llama.attention.head_count_kv".into(), MetaValue::U32(cfg.num_key_value_heads as u32)),
-        ("llama.rope.freq_base".into(), MetaValue::F32(cfg.rope_theta as f32)),
-        ("llama.attention.layer_norm_rms_epsilon".into(), MetaValue::F32(cfg.rms_norm_eps as f32)),
+        (
+            "llama.block_count".into(),
+            MetaValue::U32(cfg.num_hidden_layers as u32),
+        ),
+        (
+            "llama.context_length".into(),
+            MetaValue::U32(cfg.max_position_embeddings as u32),
+        ),
+        (
+            "llama.embedding_length".into(),
+            MetaValue::U32(cfg.hidden_size as u32),
+        ),
+        (
+            "llama.feed_forward_length".into(),
+            MetaValue::U32(cfg.intermediate_size as u32),
+        ),
+        (
+            "llama.attention.head_count".into(),
+            MetaValue::U32(cfg.num_attention_heads as u32),
+        ),
+        (
+            "llama.attention.head_count_kv".into(),
+            MetaValue::U32(cfg.num_key_value_heads as u32),
+        ),
+        (
+            "llama.rope.freq_base".into(),
+            MetaValue::F32(cfg.rope_theta as f32),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            MetaValue::F32(cfg.rms_norm_eps as f32),
+        ),
         // Required whenever head_dim ≠ hidden/heads (Mistral-Nemo: 128 ≠ 160), reference §7.
-        ("llama.attention.key_length".into(), MetaValue::U32(cfg.head_dim as u32)),
-        ("llama.attention.value_length".into(), MetaValue::U32(cfg.head_dim as u32)),
-        ("general.file_type".into(), MetaValue::U32(outtype.file_type())),
-        ("llama.vocab_size".into(), MetaValue::U32(cfg.vocab_size as u32)),
-        ("llama.rope.dimension_count".into(), MetaValue::U32(cfg.head_dim as u32)),
+        (
+            "llama.attention.key_length".into(),
+            MetaValue::U32(cfg.head_dim as u32),
+        ),
+        (
+            "llama.attention.value_length".into(),
+            MetaValue::U32(cfg.head_dim as u32),
+        ),
+        (
+            "general.file_type".into(),
+            MetaValue::U32(outtype.file_type()),
+        ),
+        (
+            "llama.vocab_size".into(),
+            MetaValue::U32(cfg.vocab_size as u32),
+        ),
+        (
+            "llama.rope.dimension_count".into(),
+            MetaValue::U32(cfg.head_dim as u32),
+        ),
         ("general.quantization_version".into(), MetaValue::U32(2)),
     ];
     metadata.extend(vocab_meta);
-    Ok(DecoderPlan { file: FilePlan { kind: FileKind::Decoder, file_name, metadata, tensors }, consumed })
+    Ok(DecoderPlan {
+        file: FilePlan {
+            kind: FileKind::Decoder,
+            file_name,
+            metadata,
+            tensors,
+        },
+        consumed,
+    })
 }

@@ -44,15 +44,30 @@ pub fn encode_row(t: GgmlType, row: &[f32], out: &mut Vec<u8>) {
 fn round_half_away(x: f32) -> i8 {
     let t = x as i32; // truncates toward zero
     let frac = x - t as f32;
-    (t + if frac >= 0.5 { 1 } else if frac <= -0.5 { -1 } else { 0 }) as i8
+    (t + if frac >= 0.5 {
+        1
+    } else if frac <= -0.5 {
+        -1
+    } else {
+        0
+    }) as i8
 }
 
 /// Decodes `bytes` of type `t` into f32. None for types this module does not know.
 pub fn decode(t: GgmlType, bytes: &[u8]) -> Option<Vec<f32>> {
     Some(match t {
-        GgmlType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        GgmlType::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        GgmlType::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        GgmlType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        GgmlType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        GgmlType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         GgmlType::Q8_0 => bytes
             .chunks_exact(Q8_0_BLOCK_BYTES)
             .flat_map(|b| {
@@ -89,10 +104,30 @@ mod tests {
         let mut x = -127.5f32;
         while x <= 127.5 {
             assert_eq!(super::round_half_away(x) as f32, x.round(), "{x}");
-            x = f32::from_bits(if x < 0.0 { x.to_bits() - 997 } else if x == 0.0 { 1 } else { x.to_bits() + 997 });
-            if x < 0.0 && x > -1e-30 { x = 0.0; }
+            x = f32::from_bits(if x < 0.0 {
+                x.to_bits() - 997
+            } else if x == 0.0 {
+                1
+            } else {
+                x.to_bits() + 997
+            });
+            if x < 0.0 && x > -1e-30 {
+                x = 0.0;
+            }
         }
-        for x in [0.5f32, -0.5, 1.5, -1.5, 2.5, 126.5, -126.5, 0.49999997, -0.49999997, 127.0, -127.0] {
+        for x in [
+            0.5f32,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            126.5,
+            -126.5,
+            0.49999997,
+            -0.49999997,
+            127.0,
+            -127.0,
+        ] {
             assert_eq!(super::round_half_away(x) as f32, x.round(), "{x}");
         }
     }

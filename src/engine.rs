@@ -11,7 +11,9 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::mtmd::{
+    MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputChunks, MtmdInputText,
+};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
@@ -23,10 +25,16 @@ pub enum EngineError {
     #[error("{path}: {message}")]
     Load { path: PathBuf, message: String },
     #[error("{path}: mmproj width {mmproj} ≠ decoder width {decoder}: the mmproj and the decoder come from different models")]
-    WidthMismatch { path: PathBuf, mmproj: u64, decoder: u64 },
+    WidthMismatch {
+        path: PathBuf,
+        mmproj: u64,
+        decoder: u64,
+    },
     #[error("{0}")]
     Runtime(String),
-    #[error("prompt needs {needed} tokens (text + images) but the context holds {n_ctx}; raise -c")]
+    #[error(
+        "prompt needs {needed} tokens (text + images) but the context holds {n_ctx}; raise -c"
+    )]
     ContextFull { needed: usize, n_ctx: u32 },
 }
 
@@ -43,7 +51,9 @@ pub fn backend(verbose: bool) -> Result<&'static LlamaBackend, EngineError> {
         .get_or_init(|| {
             // llama.cpp and mtmd log to stderr by default; silence both unless asked.
             if !verbose {
-                llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+                llama_cpp_2::send_logs_to_tracing(
+                    llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+                );
             }
             LlamaBackend::init().map_err(|e| e.to_string())
         })
@@ -65,7 +75,9 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             n_gpu_layers: 0,
-            threads: std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get() as i32)
+                .unwrap_or(1),
             verbose: false,
             kv_f32: false,
         }
@@ -74,7 +86,10 @@ impl Default for EngineOptions {
 
 /// Checks what kind of GGUF a file is before llama.cpp sees it, so swapped files get a clear error.
 fn expect_arch(path: &Path, want_clip: bool) -> Result<GgufFile, EngineError> {
-    let gguf = GgufFile::open(path).map_err(|e| EngineError::Load { path: path.to_path_buf(), message: e.to_string().replace(&format!("{}: ", path.display()), "") })?;
+    let gguf = GgufFile::open(path).map_err(|e| EngineError::Load {
+        path: path.to_path_buf(),
+        message: e.to_string().replace(&format!("{}: ", path.display()), ""),
+    })?;
     let arch = gguf.architecture().unwrap_or("(none)").to_string();
     match (want_clip, arch == "clip") {
         (true, false) => Err(EngineError::Load { path: path.to_path_buf(), message: format!("not an mmproj (general.architecture = {arch:?}); pass the decoder GGUF as MODEL and this file's mmproj with --mmproj") }),
@@ -95,9 +110,18 @@ impl Engine {
         expect_arch(path, false)?;
         let backend = backend(opts.verbose)?;
         let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
-        let model = LlamaModel::load_from_file(backend, path, &params)
-            .map_err(|e| EngineError::Load { path: path.to_path_buf(), message: format!("llama.cpp could not load the model ({e}); run with --verbose for its log") })?;
-        Ok(Engine { model, path: path.to_path_buf(), opts })
+        let model =
+            LlamaModel::load_from_file(backend, path, &params).map_err(|e| EngineError::Load {
+                path: path.to_path_buf(),
+                message: format!(
+                    "llama.cpp could not load the model ({e}); run with --verbose for its log"
+                ),
+            })?;
+        Ok(Engine {
+            model,
+            path: path.to_path_buf(),
+            opts,
+        })
     }
 
     pub fn n_embd(&self) -> usize {
@@ -115,7 +139,12 @@ impl Engine {
 
     /// Tokenizes with special tokens parsed; `add_bos` follows the model's add_bos flag when true.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<i32> {
-        self.model.vocab().tokenize(text.as_bytes(), add_special, true).into_iter().map(|t| t.0).collect()
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
     }
 
     pub fn session(&self, n_ctx: u32) -> Result<Session<'_>, EngineError> {
@@ -128,12 +157,22 @@ impl Engine {
             .with_n_threads(self.opts.threads)
             .with_n_threads_batch(self.opts.threads);
         let params = if self.opts.kv_f32 {
-            params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32).with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+            params
+                .with_type_k(KvCacheType::F32)
+                .with_type_v(KvCacheType::F32)
+                .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
         } else {
             params
         };
-        let ctx = self.model.new_context(backend, params).map_err(rt("creating the llama.cpp context"))?;
-        Ok(Session { ctx, n_past: 0, n_ctx })
+        let ctx = self
+            .model
+            .new_context(backend, params)
+            .map_err(rt("creating the llama.cpp context"))?;
+        Ok(Session {
+            ctx,
+            n_past: 0,
+            n_ctx,
+        })
     }
 }
 
@@ -150,7 +189,12 @@ pub struct VisionOptions {
 
 impl Default for VisionOptions {
     fn default() -> Self {
-        VisionOptions { use_gpu: true, image_min_tokens: -1, image_max_tokens: -1, flash_attn: None }
+        VisionOptions {
+            use_gpu: true,
+            image_min_tokens: -1,
+            image_max_tokens: -1,
+            flash_attn: None,
+        }
     }
 }
 
@@ -173,12 +217,18 @@ fn official_params(g: &GgufFile, opts: &VisionOptions) -> (Option<Params>, Vec<S
     let u = |k: &str| g.get(k).and_then(|v| v.as_u32());
     let mut warnings = Vec::new();
     let is_artemis = g.tensor("mm.artemis_fc1.weight").is_some();
-    if let Some(eps) = g.get("clip.vision.attention.layer_norm_epsilon").and_then(|v| v.as_f32()) {
+    if let Some(eps) = g
+        .get("clip.vision.attention.layer_norm_epsilon")
+        .and_then(|v| v.as_f32())
+    {
         if is_artemis && (eps - 1e-6).abs() > 1e-9 {
             warnings.push(format!("ViT LayerNorm epsilon is {eps:e} in this file (the official model uses 1e-6; the fork writes the decoder's rms eps)"));
         }
     }
-    let (Some(min_px), Some(max_px)) = (u("clip.vision.image_min_pixels"), u("clip.vision.image_max_pixels")) else {
+    let (Some(min_px), Some(max_px)) = (
+        u("clip.vision.image_min_pixels"),
+        u("clip.vision.image_max_pixels"),
+    ) else {
         if is_artemis {
             warnings.push("no pixel budget (clip.vision.image_min/max_pixels): llama.cpp's own Qwen-VL preprocessing and budget (8…4096 image tokens) apply, not the official processor's (1…256); re-convert with artemis-convert".into());
         }
@@ -197,8 +247,16 @@ fn official_params(g: &GgufFile, opts: &VisionOptions) -> (Option<Params>, Vec<S
         }
     };
     let params = Params {
-        min_pixels: if opts.image_min_tokens > 0 { opts.image_min_tokens as u64 * per_token } else { min_px as u64 },
-        max_pixels: if opts.image_max_tokens > 0 { opts.image_max_tokens as u64 * per_token } else { max_px as u64 },
+        min_pixels: if opts.image_min_tokens > 0 {
+            opts.image_min_tokens as u64 * per_token
+        } else {
+            min_px as u64
+        },
+        max_pixels: if opts.image_max_tokens > 0 {
+            opts.image_max_tokens as u64 * per_token
+        } else {
+            max_px as u64
+        },
         patch,
         merge,
         temporal: 2,
@@ -221,25 +279,40 @@ impl Vision {
         let width = gguf
             .tensor("mm.artemis_fc2.weight")
             .map(|t| t.ne.get(1).copied().unwrap_or(0))
-            .or_else(|| gguf.get("clip.vision.projection_dim").and_then(|v| v.as_u32()).map(u64::from));
+            .or_else(|| {
+                gguf.get("clip.vision.projection_dim")
+                    .and_then(|v| v.as_u32())
+                    .map(u64::from)
+            });
         if let Some(w) = width {
             if w != engine.n_embd() as u64 {
-                return Err(EngineError::WidthMismatch { path: path.to_path_buf(), mmproj: w, decoder: engine.n_embd() as u64 });
+                return Err(EngineError::WidthMismatch {
+                    path: path.to_path_buf(),
+                    mmproj: w,
+                    decoder: engine.n_embd() as u64,
+                });
             }
         }
         let (official, warnings) = official_params(&gguf, opts);
         // With official preprocessing, mtmd gets the same budget in tokens, so an image already
         // resized to smart_resize's target passes mtmd's own resize unchanged.
-        let per_token = official.as_ref().map(|p| ((p.patch * p.merge) * (p.patch * p.merge)) as u64).unwrap_or(1);
+        let per_token = official
+            .as_ref()
+            .map(|p| ((p.patch * p.merge) * (p.patch * p.merge)) as u64)
+            .unwrap_or(1);
         let (min_tokens, max_tokens) = match &official {
-            Some(p) => ((p.min_pixels / per_token).max(1) as i32, (p.max_pixels / per_token).max(1) as i32),
+            Some(p) => (
+                (p.min_pixels / per_token).max(1) as i32,
+                (p.max_pixels / per_token).max(1) as i32,
+            ),
             None => (opts.image_min_tokens, opts.image_max_tokens),
         };
         let params = MtmdContextParams {
             use_gpu: opts.use_gpu,
             print_timings: engine.opts.verbose,
             n_threads: engine.opts.threads,
-            media_marker: std::ffi::CString::new(llama_cpp_2::mtmd::mtmd_default_marker()).map_err(rt("marker"))?,
+            media_marker: std::ffi::CString::new(llama_cpp_2::mtmd::mtmd_default_marker())
+                .map_err(rt("marker"))?,
             image_min_tokens: min_tokens,
             image_max_tokens: max_tokens,
             flash_attn_type: match opts.flash_attn {
@@ -248,10 +321,25 @@ impl Vision {
                 Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
             },
         };
-        let path_str = path.to_str().ok_or_else(|| EngineError::Load { path: path.to_path_buf(), message: "path is not UTF-8".into() })?;
-        let mtmd = MtmdContext::init_from_file(path_str, &engine.model, &params)
-            .map_err(|e| EngineError::Load { path: path.to_path_buf(), message: format!("mtmd could not load the mmproj ({e}); run with --verbose for its log") })?;
-        Ok(Vision { mtmd, path: path.to_path_buf(), n_embd: engine.n_embd(), official, warnings })
+        let path_str = path.to_str().ok_or_else(|| EngineError::Load {
+            path: path.to_path_buf(),
+            message: "path is not UTF-8".into(),
+        })?;
+        let mtmd = MtmdContext::init_from_file(path_str, &engine.model, &params).map_err(|e| {
+            EngineError::Load {
+                path: path.to_path_buf(),
+                message: format!(
+                    "mtmd could not load the mmproj ({e}); run with --verbose for its log"
+                ),
+            }
+        })?;
+        Ok(Vision {
+            mtmd,
+            path: path.to_path_buf(),
+            n_embd: engine.n_embd(),
+            official,
+            warnings,
+        })
     }
 
     /// Wraps packed RGB pixels for mtmd as they are.
@@ -265,7 +353,8 @@ impl Vision {
     pub fn prepare(&self, img: &image::DynamicImage) -> Result<MtmdBitmap, EngineError> {
         match &self.official {
             Some(p) => {
-                let prepared = preprocess::preprocess(img, p).map_err(|e| EngineError::Runtime(e.to_string()))?;
+                let prepared = preprocess::preprocess(img, p)
+                    .map_err(|e| EngineError::Runtime(e.to_string()))?;
                 Self::bitmap(prepared.w_bar, prepared.h_bar, prepared.resized.as_raw())
             }
             None => {
@@ -276,20 +365,43 @@ impl Vision {
     }
 
     /// Splits a prompt (one mtmd marker per image) into text and image chunks.
-    pub fn tokenize(&self, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<MtmdInputChunks, EngineError> {
-        let input = MtmdInputText { text: text.to_string(), add_special, parse_special: true };
-        self.mtmd.tokenize(input, images).map_err(rt("tokenizing the prompt with images"))
+    pub fn tokenize(
+        &self,
+        text: &str,
+        images: &[&MtmdBitmap],
+        add_special: bool,
+    ) -> Result<MtmdInputChunks, EngineError> {
+        let input = MtmdInputText {
+            text: text.to_string(),
+            add_special,
+            parse_special: true,
+        };
+        self.mtmd
+            .tokenize(input, images)
+            .map_err(rt("tokenizing the prompt with images"))
     }
 
     /// Runs the vision tower + merger + projector on one image.
     pub fn encode(&mut self, bitmap: &MtmdBitmap) -> Result<ImageEmbedding, EngineError> {
-        let text = MtmdInputText { text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(), add_special: false, parse_special: true };
-        let chunks = self.mtmd.tokenize(text, &[bitmap]).map_err(rt("image preprocessing"))?;
+        let text = MtmdInputText {
+            text: llama_cpp_2::mtmd::mtmd_default_marker().to_string(),
+            add_special: false,
+            parse_special: true,
+        };
+        let chunks = self
+            .mtmd
+            .tokenize(text, &[bitmap])
+            .map_err(rt("image preprocessing"))?;
         for i in 0..chunks.len() {
-            let chunk = chunks.get(i).ok_or_else(|| EngineError::Runtime("missing chunk".into()))?;
+            let chunk = chunks
+                .get(i)
+                .ok_or_else(|| EngineError::Runtime("missing chunk".into()))?;
             if chunk.chunk_type() == MtmdInputChunkType::Image {
                 let n_tokens = chunk.n_tokens();
-                let data = self.mtmd.encode_chunk_embeddings(&chunk, self.n_embd).map_err(rt("image encoding"))?;
+                let data = self
+                    .mtmd
+                    .encode_chunk_embeddings(&chunk, self.n_embd)
+                    .map_err(rt("image encoding"))?;
                 return Ok(ImageEmbedding { n_tokens, data });
             }
         }
@@ -308,7 +420,10 @@ impl<'m> Session<'m> {
     /// Appends `tokens` to the sequence; logits are computed for the last one.
     pub fn eval_tokens(&mut self, tokens: &[i32]) -> Result<(), EngineError> {
         if self.n_past as usize + tokens.len() > self.n_ctx as usize {
-            return Err(EngineError::ContextFull { needed: self.n_past as usize + tokens.len(), n_ctx: self.n_ctx });
+            return Err(EngineError::ContextFull {
+                needed: self.n_past as usize + tokens.len(),
+                n_ctx: self.n_ctx,
+            });
         }
         let n_batch = self.ctx.n_batch() as usize;
         for (ci, chunk) in tokens.chunks(n_batch.max(1)).enumerate() {
@@ -316,7 +431,9 @@ impl<'m> Session<'m> {
             let last_chunk = (ci + 1) * n_batch >= tokens.len();
             for (i, &t) in chunk.iter().enumerate() {
                 let logits = last_chunk && i + 1 == chunk.len();
-                batch.add(LlamaToken(t), self.n_past, &[0], logits).map_err(rt("batch"))?;
+                batch
+                    .add(LlamaToken(t), self.n_past, &[0], logits)
+                    .map_err(rt("batch"))?;
                 self.n_past += 1;
             }
             self.ctx.decode(&mut batch).map_err(rt("llama_decode"))?;
@@ -325,38 +442,66 @@ impl<'m> Session<'m> {
     }
 
     /// Appends a prompt whose text holds one mtmd marker per image; logits for the last token.
-    pub fn eval_prompt(&mut self, vision: &mut Vision, text: &str, images: &[&MtmdBitmap], add_special: bool) -> Result<PromptStats, EngineError> {
+    pub fn eval_prompt(
+        &mut self,
+        vision: &mut Vision,
+        text: &str,
+        images: &[&MtmdBitmap],
+        add_special: bool,
+    ) -> Result<PromptStats, EngineError> {
         let chunks = vision.tokenize(text, images, add_special)?;
         self.eval_chunks(vision, &chunks)
     }
 
     /// Evaluates tokenized prompt chunks one at a time, timing image encoding apart from prefill.
-    pub fn eval_chunks(&mut self, vision: &mut Vision, chunks: &MtmdInputChunks) -> Result<PromptStats, EngineError> {
+    pub fn eval_chunks(
+        &mut self,
+        vision: &mut Vision,
+        chunks: &MtmdInputChunks,
+    ) -> Result<PromptStats, EngineError> {
         let needed = self.n_past as usize + chunks.total_tokens();
         if needed > self.n_ctx as usize {
-            return Err(EngineError::ContextFull { needed, n_ctx: self.n_ctx });
+            return Err(EngineError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
         }
         let n_batch = self.ctx.n_batch() as i32;
         let mut stats = PromptStats::default();
         let started = std::time::Instant::now();
         for i in 0..chunks.len() {
-            let chunk = chunks.get(i).ok_or_else(|| EngineError::Runtime("missing prompt chunk".into()))?;
+            let chunk = chunks
+                .get(i)
+                .ok_or_else(|| EngineError::Runtime("missing prompt chunk".into()))?;
             let last = i + 1 == chunks.len();
             let mut new_n_past = self.n_past;
             let rc = if chunk.chunk_type() == MtmdInputChunkType::Image {
                 let t0 = std::time::Instant::now();
                 // SAFETY: raw handles of live objects; mtmd's output buffer stays valid until the
                 // next encode, which happens after decode_image_chunk below.
-                let rc = unsafe { llama_cpp_sys_2::mtmd_encode_chunk(vision.mtmd.as_raw(), chunk.as_raw()) };
+                let rc = unsafe {
+                    llama_cpp_sys_2::mtmd_encode_chunk(vision.mtmd.as_raw(), chunk.as_raw())
+                };
                 if rc != 0 {
-                    return Err(EngineError::Runtime(format!("image encoding failed ({rc})")));
+                    return Err(EngineError::Runtime(format!(
+                        "image encoding failed ({rc})"
+                    )));
                 }
                 stats.encode_ms += t0.elapsed().as_secs_f64() * 1e3;
                 stats.image_tokens += chunk.n_tokens();
                 unsafe {
                     let embd = llama_cpp_sys_2::mtmd_get_output_embd(vision.mtmd.as_raw());
                     llama_cpp_sys_2::mtmd_helper_decode_image_chunk(
-                        vision.mtmd.as_raw(), self.ctx.as_raw(), chunk.as_raw(), embd, self.n_past, 0, n_batch, &mut new_n_past, None, std::ptr::null_mut(),
+                        vision.mtmd.as_raw(),
+                        self.ctx.as_raw(),
+                        chunk.as_raw(),
+                        embd,
+                        self.n_past,
+                        0,
+                        n_batch,
+                        &mut new_n_past,
+                        None,
+                        std::ptr::null_mut(),
                     )
                 }
             } else {
@@ -364,12 +509,21 @@ impl<'m> Session<'m> {
                 // SAFETY: raw handles of live objects.
                 unsafe {
                     llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
-                        vision.mtmd.as_raw(), self.ctx.as_raw(), chunk.as_raw(), self.n_past, 0, n_batch, last, &mut new_n_past,
+                        vision.mtmd.as_raw(),
+                        self.ctx.as_raw(),
+                        chunk.as_raw(),
+                        self.n_past,
+                        0,
+                        n_batch,
+                        last,
+                        &mut new_n_past,
                     )
                 }
             };
             if rc != 0 {
-                return Err(EngineError::Runtime(format!("llama_decode failed on prompt chunk {i} ({rc})")));
+                return Err(EngineError::Runtime(format!(
+                    "llama_decode failed on prompt chunk {i} ({rc})"
+                )));
             }
             self.n_past = new_n_past;
         }
@@ -379,7 +533,13 @@ impl<'m> Session<'m> {
 
     /// Samples up to `max_tokens` tokens, stopping at an end-of-generation token (not emitted)
     /// or when `on_token` returns false. Each kept token is evaluated so the KV cache holds it.
-    pub fn generate(&mut self, engine: &Engine, sampling: &Sampling, max_tokens: usize, mut on_token: impl FnMut(i32, &[u8]) -> bool) -> Result<GenStats, EngineError> {
+    pub fn generate(
+        &mut self,
+        engine: &Engine,
+        sampling: &Sampling,
+        max_tokens: usize,
+        mut on_token: impl FnMut(i32, &[u8]) -> bool,
+    ) -> Result<GenStats, EngineError> {
         let mut sampler = sampling.sampler(engine.n_vocab() as i32);
         let vocab = engine.model.vocab();
         let started = std::time::Instant::now();
@@ -466,7 +626,15 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { temp: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0xFFFF_FFFF }
+        Sampling {
+            temp: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0xFFFF_FFFF,
+        }
     }
 }
 
@@ -475,7 +643,13 @@ impl Sampling {
     fn sampler(&self, n_vocab: i32) -> LlamaSampler {
         let mut chain = Vec::new();
         if self.repeat_penalty != 1.0 {
-            chain.push(LlamaSampler::penalties(n_vocab, self.repeat_last_n, self.repeat_penalty, 0.0, 0.0));
+            chain.push(LlamaSampler::penalties(
+                n_vocab,
+                self.repeat_last_n,
+                self.repeat_penalty,
+                0.0,
+                0.0,
+            ));
         }
         if self.temp <= 0.0 {
             chain.push(LlamaSampler::greedy());

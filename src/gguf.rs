@@ -104,8 +104,14 @@ impl MetaValue {
             MetaValue::Str(s) => write_str(w, s),
             MetaValue::Array(items) => {
                 let elem_type = items.first().map(MetaValue::type_id).unwrap_or(4);
-                if items.iter().any(|v| v.type_id() != elem_type || matches!(v, MetaValue::Array(_))) {
-                    return Err(io::Error::new(io::ErrorKind::InvalidInput, "GGUF arrays must be flat and homogeneous"));
+                if items
+                    .iter()
+                    .any(|v| v.type_id() != elem_type || matches!(v, MetaValue::Array(_)))
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "GGUF arrays must be flat and homogeneous",
+                    ));
                 }
                 w.write_u32::<LE>(elem_type)?;
                 w.write_u64::<LE>(items.len() as u64)?;
@@ -236,7 +242,8 @@ impl TensorInfo {
         self.ne.iter().product()
     }
     pub fn nbytes(&self) -> Option<u64> {
-        self.ggml_type.nbytes(self.ne.first().copied().unwrap_or(1), self.n_elements())
+        self.ggml_type
+            .nbytes(self.ne.first().copied().unwrap_or(1), self.n_elements())
     }
 }
 
@@ -250,18 +257,30 @@ pub struct GgufHeader {
 
 impl GgufHeader {
     /// Lays tensors out back to back at `alignment`. Each entry is (name, ne, type, nbytes).
-    pub fn new(metadata: Vec<(String, MetaValue)>, tensors: Vec<(String, Vec<u64>, GgmlType, u64)>) -> GgufHeader {
+    pub fn new(
+        metadata: Vec<(String, MetaValue)>,
+        tensors: Vec<(String, Vec<u64>, GgmlType, u64)>,
+    ) -> GgufHeader {
         let alignment = alignment_of(&metadata);
         let mut offset = 0;
         let tensors = tensors
             .into_iter()
             .map(|(name, ne, ggml_type, nbytes)| {
-                let info = TensorInfo { name, ne, ggml_type, offset };
+                let info = TensorInfo {
+                    name,
+                    ne,
+                    ggml_type,
+                    offset,
+                };
                 offset = align_up(offset + nbytes, alignment);
                 info
             })
             .collect();
-        GgufHeader { metadata, tensors, alignment }
+        GgufHeader {
+            metadata,
+            tensors,
+            alignment,
+        }
     }
 
     /// Writes everything up to (and including the padding before) the data section; returns the
@@ -314,7 +333,11 @@ pub enum GgufError {
     #[error("{path}: unsupported GGUF version {version} (supported: 2, 3)")]
     Version { path: PathBuf, version: u32 },
     #[error("{path}: corrupt GGUF: {what} at byte {at}")]
-    Corrupt { path: PathBuf, what: String, at: u64 },
+    Corrupt {
+        path: PathBuf,
+        what: String,
+        at: u64,
+    },
 }
 
 /// A parsed GGUF file: metadata and tensor infos, with the data section's absolute offset.
@@ -333,7 +356,10 @@ impl GgufFile {
     /// Parses the header of `path`. Every length read from the file is checked against the bytes
     /// that remain, so a hostile file cannot make us allocate more than its own size.
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let io_err = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io_err)?;
         // SAFETY: read-only map; we only read it while `file` stays unmodified by us.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
@@ -341,14 +367,24 @@ impl GgufFile {
     }
 
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<GgufFile, GgufError> {
-        let mut r = Reader { path, bytes, pos: 0 };
+        let mut r = Reader {
+            path,
+            bytes,
+            pos: 0,
+        };
         let magic: [u8; 4] = r.take(4, "magic")?.try_into().unwrap_or([0; 4]);
         if &magic != GGUF_MAGIC {
-            return Err(GgufError::NotGguf { path: path.to_path_buf(), magic });
+            return Err(GgufError::NotGguf {
+                path: path.to_path_buf(),
+                magic,
+            });
         }
         let version = r.u32("version")?;
         if !(2..=3).contains(&version) {
-            return Err(GgufError::Version { path: path.to_path_buf(), version });
+            return Err(GgufError::Version {
+                path: path.to_path_buf(),
+                version,
+            });
         }
         let n_tensors = r.u64("tensor count")?;
         let n_kv = r.u64("metadata count")?;
@@ -370,19 +406,31 @@ impl GgufFile {
             if n_dims > 4 {
                 return Err(r.corrupt(&format!("tensor {name} has {n_dims} dimensions (max 4)")));
             }
-            let ne = (0..n_dims).map(|_| r.u64("tensor dim")).collect::<Result<Vec<_>, _>>()?;
+            let ne = (0..n_dims)
+                .map(|_| r.u64("tensor dim"))
+                .collect::<Result<Vec<_>, _>>()?;
             let ggml_type = GgmlType::from_id(r.u32("tensor type")?);
             let offset = r.u64("tensor offset")?;
-            tensors.push(TensorInfo { name, ne, ggml_type, offset });
+            tensors.push(TensorInfo {
+                name,
+                ne,
+                ggml_type,
+                offset,
+            });
         }
         let alignment = alignment_of(&metadata);
         if alignment == 0 || !alignment.is_power_of_two() {
-            return Err(r.corrupt(&format!("general.alignment {alignment} is not a power of two")));
+            return Err(r.corrupt(&format!(
+                "general.alignment {alignment} is not a power of two"
+            )));
         }
         let data_offset = align_up(r.pos, alignment);
         let file_size = bytes.len() as u64;
         for t in &tensors {
-            let nbytes = t.ne.iter().try_fold(1u64, |a, &n| a.checked_mul(n)).and_then(|_| t.nbytes());
+            let nbytes =
+                t.ne.iter()
+                    .try_fold(1u64, |a, &n| a.checked_mul(n))
+                    .and_then(|_| t.nbytes());
             let end = nbytes.and_then(|n| data_offset.checked_add(t.offset)?.checked_add(n));
             match end {
                 Some(end) if end <= file_size => {}
@@ -392,10 +440,22 @@ impl GgufFile {
                         t.name
                     )))
                 }
-                None => return Err(r.corrupt(&format!("tensor {} has an invalid shape or type", t.name))),
+                None => {
+                    return Err(
+                        r.corrupt(&format!("tensor {} has an invalid shape or type", t.name))
+                    )
+                }
             }
         }
-        Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, alignment, data_offset, file_size })
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            alignment,
+            data_offset,
+            file_size,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
@@ -420,7 +480,11 @@ impl<'a> Reader<'a> {
         self.bytes.len() as u64 - self.pos
     }
     fn corrupt(&self, what: &str) -> GgufError {
-        GgufError::Corrupt { path: self.path.to_path_buf(), what: what.to_string(), at: self.pos }
+        GgufError::Corrupt {
+            path: self.path.to_path_buf(),
+            what: what.to_string(),
+            at: self.pos,
+        }
     }
     fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
@@ -463,7 +527,9 @@ impl<'a> Reader<'a> {
                 let n = self.u64("array length")?;
                 // Every element takes at least one byte: bound the allocation by the file.
                 if n > self.remaining() {
-                    return Err(self.corrupt(&format!("array of {n} elements is longer than the file")));
+                    return Err(
+                        self.corrupt(&format!("array of {n} elements is longer than the file"))
+                    );
                 }
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
@@ -495,7 +561,11 @@ impl AtomicFile {
         let tmp = PathBuf::from(tmp);
         let file = std::fs::File::create(&tmp)?;
         crate::cleanup::register(&tmp);
-        Ok(AtomicFile { tmp, dest: dest.to_path_buf(), file: Some(file) })
+        Ok(AtomicFile {
+            tmp,
+            dest: dest.to_path_buf(),
+            file: Some(file),
+        })
     }
     pub fn file(&mut self) -> &mut std::fs::File {
         self.file.as_mut().expect("AtomicFile used after commit")
@@ -535,13 +605,25 @@ pub fn copy_with(
     edit_metadata: impl FnOnce(Vec<(String, MetaValue)>) -> Vec<(String, MetaValue)>,
     keep: impl Fn(&TensorInfo) -> bool,
 ) -> Result<(), GgufError> {
-    let io = |path: &Path| { let path = path.to_path_buf(); move |source| GgufError::Io { path, source } };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GgufError::Io { path, source }
+    };
     let g = GgufFile::open(src)?;
     let bytes = std::fs::read(src).map_err(io(src))?;
     let kept: Vec<&TensorInfo> = g.tensors.iter().filter(|t| keep(t)).collect();
     let header = GgufHeader::new(
         edit_metadata(g.metadata.clone()),
-        kept.iter().map(|t| (t.name.clone(), t.ne.clone(), t.ggml_type, t.nbytes().unwrap_or(0))).collect(),
+        kept.iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.ne.clone(),
+                    t.ggml_type,
+                    t.nbytes().unwrap_or(0),
+                )
+            })
+            .collect(),
     );
     let mut out = AtomicFile::create(dst).map_err(io(dst))?;
     {
@@ -551,11 +633,17 @@ pub fn copy_with(
         for (t, info) in kept.iter().zip(&header.tensors) {
             let from = (g.data_offset + t.offset) as usize;
             let n = t.nbytes().unwrap_or(0) as usize;
-            w.write_all(&vec![0u8; (start + info.offset - pos) as usize]).map_err(io(dst))?;
+            w.write_all(&vec![0u8; (start + info.offset - pos) as usize])
+                .map_err(io(dst))?;
             w.write_all(&bytes[from..from + n]).map_err(io(dst))?;
             pos = start + info.offset + n as u64;
         }
-        w.write_all(&vec![0u8; (align_up(pos - start, header.alignment) + start - pos) as usize]).map_err(io(dst))?;
+        w.write_all(&vec![
+            0u8;
+            (align_up(pos - start, header.alignment) + start - pos)
+                as usize
+        ])
+        .map_err(io(dst))?;
         w.flush().map_err(io(dst))?;
     }
     out.commit().map_err(io(dst))

@@ -17,7 +17,10 @@ pub enum PipelineError {
     #[error("{path}: already exists (use --force to overwrite)")]
     Exists { path: PathBuf },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub struct PipelineReport {
@@ -46,11 +49,20 @@ fn size(p: &Path) -> u64 {
 
 /// Converts `ckpt` and quantizes the decoder to `dec_q` (and the mmproj to `mm_q` if given; else
 /// the mmproj is written directly at its convert outtype).
-pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType, mm_q: Option<QuantType>, qopts: &QuantizeOptions) -> Result<PipelineReport, PipelineError> {
+pub fn convert_and_quantize(
+    ckpt: &Path,
+    opts: &ConvertOptions,
+    dec_q: QuantType,
+    mm_q: Option<QuantType>,
+    qopts: &QuantizeOptions,
+) -> Result<PipelineReport, PipelineError> {
     let out_dir = &opts.out_dir;
     convert::ensure_out_dir(out_dir)?;
     let tmp = TempDir(out_dir.join(format!(".artemis-convert-{}.tmp", std::process::id())));
-    std::fs::create_dir_all(&tmp.0).map_err(|source| PipelineError::Io { path: tmp.0.clone(), source })?;
+    std::fs::create_dir_all(&tmp.0).map_err(|source| PipelineError::Io {
+        path: tmp.0.clone(),
+        source,
+    })?;
     crate::cleanup::register(&tmp.0);
 
     let mut copts = opts.clone();
@@ -73,11 +85,21 @@ pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType
         };
         let name = match target {
             Some(t) => {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let base = stem.rsplit_once('-').map(|(b, _)| b.to_string()).unwrap_or(stem);
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let base = stem
+                    .rsplit_once('-')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(stem);
                 format!("{base}-{}.gguf", t.name.to_ascii_lowercase())
             }
-            None => path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            None => path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
         };
         let dest = out_dir.join(&name);
         if dest.exists() && !opts.force {
@@ -86,7 +108,15 @@ pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType
         let staged_path = match target {
             Some(t) => {
                 let staged_path = tmp.0.join(format!("q-{name}"));
-                let q = quantize::quantize(path, Some(&staged_path), t, &QuantizeOptions { force: true, ..qopts.clone() })?;
+                let q = quantize::quantize(
+                    path,
+                    Some(&staged_path),
+                    t,
+                    &QuantizeOptions {
+                        force: true,
+                        ..qopts.clone()
+                    },
+                )?;
                 on_disk += size(&staged_path);
                 peak = peak.max(on_disk);
                 on_disk -= size(path);
@@ -100,8 +130,16 @@ pub fn convert_and_quantize(ckpt: &Path, opts: &ConvertOptions, dec_q: QuantType
         staged.push((staged_path, dest));
     }
     for (from, to) in staged {
-        std::fs::rename(&from, &to).map_err(|source| PipelineError::Io { path: to.clone(), source })?;
+        std::fs::rename(&from, &to).map_err(|source| PipelineError::Io {
+            path: to.clone(),
+            source,
+        })?;
         written.push(to);
     }
-    Ok(PipelineReport { written, quantized, peak_disk_bytes: peak, two_step_disk_bytes: intermediates + finals })
+    Ok(PipelineReport {
+        written,
+        quantized,
+        peak_disk_bytes: peak,
+        two_step_disk_bytes: intermediates + finals,
+    })
 }

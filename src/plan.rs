@@ -96,7 +96,9 @@ impl TensorPlan {
         self.ne.iter().product()
     }
     pub fn nbytes(&self) -> u64 {
-        self.ggml_type.nbytes(self.row_len() as u64, self.n_elements()).unwrap_or(0)
+        self.ggml_type
+            .nbytes(self.row_len() as u64, self.n_elements())
+            .unwrap_or(0)
     }
 }
 
@@ -126,7 +128,14 @@ pub fn choose_type(ne: &[u64], requested: OutType) -> (GgmlType, Option<String>)
     if t.nbytes(ne[0], ne.iter().product()).is_some() {
         (t, None)
     } else {
-        (GgmlType::F16, Some(format!("row length {} is not a multiple of 32: F16 instead of {}", ne[0], t.name())))
+        (
+            GgmlType::F16,
+            Some(format!(
+                "row length {} is not a multiple of 32: F16 instead of {}",
+                ne[0],
+                t.name()
+            )),
+        )
     }
 }
 

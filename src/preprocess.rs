@@ -43,7 +43,12 @@ pub enum PreprocessError {
     #[error("invalid preprocessing parameters: {0}")]
     InvalidParams(String),
     #[error("smart_resize maps {height}x{width} (h x w) to {h_bar}x{w_bar}, which cannot be used as an image size")]
-    BadTargetSize { height: u32, width: u32, h_bar: u128, w_bar: u128 },
+    BadTargetSize {
+        height: u32,
+        width: u32,
+        h_bar: u128,
+        w_bar: u128,
+    },
     #[error("{path}: cannot read image: {message}")]
     Load { path: String, message: String },
 }
@@ -89,7 +94,10 @@ impl Params {
         }
         match self.patch.checked_mul(self.merge) {
             Some(f) if f <= u32::MAX as usize => Ok(f as u32),
-            _ => Err(PreprocessError::InvalidParams(format!("patch {} x merge {} is too large", self.patch, self.merge))),
+            _ => Err(PreprocessError::InvalidParams(format!(
+                "patch {} x merge {} is too large",
+                self.patch, self.merge
+            ))),
         }
     }
 }
@@ -123,10 +131,15 @@ impl Prepared {
 /// Decodes a PNG or JPEG file (format sniffed from the content, like `PIL.Image.open`).
 /// No EXIF orientation is applied (see the module docs).
 pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
-    let err = |message: String| PreprocessError::Load { path: path.display().to_string(), message };
+    let err = |message: String| PreprocessError::Load {
+        path: path.display().to_string(),
+        message,
+    };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let format = image::guess_format(&bytes).map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".to_string()))?;
-    image::load_from_memory_with_format(&bytes, format).map_err(|e| err(format!("{format:?} decoding failed: {e}")))
+    let format = image::guess_format(&bytes)
+        .map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".to_string()))?;
+    image::load_from_memory_with_format(&bytes, format)
+        .map_err(|e| err(format!("{format:?} decoding failed: {e}")))
 }
 
 /// The full official pipeline up to the resized uint8 image: RGB conversion, `smart_resize`
@@ -140,14 +153,25 @@ pub fn preprocess(img: &DynamicImage, p: &Params) -> Result<Prepared, Preprocess
     let factor = p.factor()?;
     let (h_bar, w_bar) = smart_resize(height, width, factor, p.min_pixels, p.max_pixels)?;
     if h_bar == 0 || w_bar == 0 || (h_bar as u64) * (w_bar as u64) > MAX_TARGET_PIXELS {
-        return Err(PreprocessError::BadTargetSize { height, width, h_bar: h_bar as u128, w_bar: w_bar as u128 });
+        return Err(PreprocessError::BadTargetSize {
+            height,
+            width,
+            h_bar: h_bar as u128,
+            w_bar: w_bar as u128,
+        });
     }
     let rgb = convert_to_rgb(img);
     let resized = resize_bicubic(&rgb, w_bar, h_bar);
     let f = factor as usize;
     let grid_thw = [1, h_bar as usize / p.patch, w_bar as usize / p.patch];
     let n_tokens = (h_bar as usize / f) * (w_bar as usize / f);
-    Ok(Prepared { resized, h_bar, w_bar, grid_thw, n_tokens })
+    Ok(Prepared {
+        resized,
+        h_bar,
+        w_bar,
+        grid_thw,
+        n_tokens,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +219,11 @@ pub fn convert_to_rgb(img: &DynamicImage) -> RgbImage {
             let raw = b.as_raw();
             rgb_from_fn(w, h, n, |i| {
                 let p = &raw[4 * i..4 * i + 4];
-                [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])]
+                [
+                    over_white(p[0], p[3]),
+                    over_white(p[1], p[3]),
+                    over_white(p[2], p[3]),
+                ]
             })
         }
         DynamicImage::ImageLuma16(b) => {
@@ -211,13 +239,19 @@ pub fn convert_to_rgb(img: &DynamicImage) -> RgbImage {
         }
         DynamicImage::ImageRgb16(b) => {
             let raw = b.as_raw();
-            rgb_from_fn(w, h, n, |i| [hi(raw[3 * i]), hi(raw[3 * i + 1]), hi(raw[3 * i + 2])])
+            rgb_from_fn(w, h, n, |i| {
+                [hi(raw[3 * i]), hi(raw[3 * i + 1]), hi(raw[3 * i + 2])]
+            })
         }
         DynamicImage::ImageRgba16(b) => {
             let raw = b.as_raw();
             rgb_from_fn(w, h, n, |i| {
                 let a = hi(raw[4 * i + 3]);
-                [over_white(hi(raw[4 * i]), a), over_white(hi(raw[4 * i + 1]), a), over_white(hi(raw[4 * i + 2]), a)]
+                [
+                    over_white(hi(raw[4 * i]), a),
+                    over_white(hi(raw[4 * i + 1]), a),
+                    over_white(hi(raw[4 * i + 2]), a),
+                ]
             })
         }
         DynamicImage::ImageRgb32F(_) => img.to_rgb8(),
@@ -227,7 +261,11 @@ pub fn convert_to_rgb(img: &DynamicImage) -> RgbImage {
             let raw = rgba.as_raw();
             rgb_from_fn(w, h, n, |i| {
                 let p = &raw[4 * i..4 * i + 4];
-                [over_white(p[0], p[3]), over_white(p[1], p[3]), over_white(p[2], p[3])]
+                [
+                    over_white(p[0], p[3]),
+                    over_white(p[1], p[3]),
+                    over_white(p[2], p[3]),
+                ]
             })
         }
     }
@@ -277,17 +315,32 @@ fn over_white(c: u8, a: u8) -> u8 {
 /// Errors instead of Python's exceptions: empty sides or `factor == 0` (ZeroDivisionError),
 /// aspect ratio over 200 (ValueError), `max_pixels == 0` when the max branch is reached, and
 /// results that do not fit in `u32`. Like the Python, it may return 0 when `min_pixels` is 0.
-pub fn smart_resize(h: u32, w: u32, factor: u32, min_pixels: u64, max_pixels: u64) -> Result<(u32, u32), PreprocessError> {
+pub fn smart_resize(
+    h: u32,
+    w: u32,
+    factor: u32,
+    min_pixels: u64,
+    max_pixels: u64,
+) -> Result<(u32, u32), PreprocessError> {
     if h == 0 || w == 0 {
-        return Err(PreprocessError::EmptyImage { width: w, height: h });
+        return Err(PreprocessError::EmptyImage {
+            width: w,
+            height: h,
+        });
     }
     if factor == 0 {
-        return Err(PreprocessError::InvalidParams("factor must be positive".to_string()));
+        return Err(PreprocessError::InvalidParams(
+            "factor must be positive".to_string(),
+        ));
     }
     let (hf, wf, ff) = (h as f64, w as f64, factor as f64);
     let ratio = hf.max(wf) / hf.min(wf);
     if ratio > MAX_ASPECT_RATIO {
-        return Err(PreprocessError::AspectRatio { height: h, width: w, ratio });
+        return Err(PreprocessError::AspectRatio {
+            height: h,
+            width: w,
+            ratio,
+        });
     }
     let f = factor as u128;
     let mut h_bar = ((hf / ff).round_ties_even() as u128) * f;
@@ -295,7 +348,9 @@ pub fn smart_resize(h: u32, w: u32, factor: u32, min_pixels: u64, max_pixels: u6
     let area = (h as u64 * w as u64) as f64;
     if h_bar * w_bar > max_pixels as u128 {
         if max_pixels == 0 {
-            return Err(PreprocessError::InvalidParams("max_pixels must be positive".to_string()));
+            return Err(PreprocessError::InvalidParams(
+                "max_pixels must be positive".to_string(),
+            ));
         }
         let beta = (area / max_pixels as f64).sqrt();
         h_bar = f.max(((hf / beta / ff).floor() as u128) * f);
@@ -307,7 +362,12 @@ pub fn smart_resize(h: u32, w: u32, factor: u32, min_pixels: u64, max_pixels: u6
     }
     match (u32::try_from(h_bar), u32::try_from(w_bar)) {
         (Ok(hb), Ok(wb)) => Ok((hb, wb)),
-        _ => Err(PreprocessError::BadTargetSize { height: h, width: w, h_bar, w_bar }),
+        _ => Err(PreprocessError::BadTargetSize {
+            height: h,
+            width: w,
+            h_bar,
+            w_bar,
+        }),
     }
 }
 
@@ -373,7 +433,13 @@ pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
                 (0, ih)
             };
             let horiz = precompute_coeffs(iw, 0.0, in_w as f32, ow);
-            Some(resample_horizontal(src, iw, first, last.saturating_sub(first), &horiz))
+            Some(resample_horizontal(
+                src,
+                iw,
+                first,
+                last.saturating_sub(first),
+                &horiz,
+            ))
         } else {
             None
         };
@@ -450,7 +516,13 @@ fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize) -> Coe
     let one = (1u32 << PRECISION_BITS) as f64;
     let k = kk
         .iter()
-        .map(|&v| if v < 0.0 { (-0.5 + v * one) as i32 } else { (0.5 + v * one) as i32 })
+        .map(|&v| {
+            if v < 0.0 {
+                (-0.5 + v * one) as i32
+            } else {
+                (0.5 + v * one) as i32
+            }
+        })
         .collect();
     Coeffs { ksize, bounds, k }
 }
@@ -472,7 +544,13 @@ const HALF: i64 = 1 << (PRECISION_BITS - 1);
 
 /// `ImagingResampleHorizontal_8bpc` over `rows` rows of `src` (width `src_w`) starting at
 /// `row_offset`; output width is the number of coefficient sets.
-fn resample_horizontal(src: &[u8], src_w: usize, row_offset: usize, rows: usize, c: &Coeffs) -> Vec<u8> {
+fn resample_horizontal(
+    src: &[u8],
+    src_w: usize,
+    row_offset: usize,
+    rows: usize,
+    c: &Coeffs,
+) -> Vec<u8> {
     let out_w = c.bounds.len();
     let mut out = vec![0u8; out_w * rows * 3];
     let in_row = src_w * 3;
@@ -555,7 +633,11 @@ pub fn normalize_and_patchify(
     };
     let (bh, bw) = (h / block, w / block);
     let (gh, gw) = (bh * merge, bw * merge);
-    let row_len = match patch.checked_mul(patch).and_then(|p2| p2.checked_mul(temporal)).and_then(|v| v.checked_mul(3)) {
+    let row_len = match patch
+        .checked_mul(patch)
+        .and_then(|p2| p2.checked_mul(temporal))
+        .and_then(|v| v.checked_mul(3))
+    {
         Some(r) => r,
         None => return (Vec::new(), [1, gh, gw]),
     };
@@ -619,7 +701,10 @@ mod tests {
     #[test]
     fn half_to_even_in_smart_resize() {
         assert_eq!(smart_resize(80, 80, 32, 1024, 262144).unwrap(), (64, 64));
-        assert_eq!(smart_resize(336, 336, 32, 1024, 262144).unwrap(), (320, 320));
+        assert_eq!(
+            smart_resize(336, 336, 32, 1024, 262144).unwrap(),
+            (320, 320)
+        );
         assert_eq!(smart_resize(16, 16, 32, 1024, 262144).unwrap(), (32, 32));
     }
 }

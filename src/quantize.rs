@@ -20,7 +20,10 @@ pub enum QuantizeError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
     #[error("{path}: already exists (use --force to overwrite)")]
@@ -40,7 +43,12 @@ pub struct QuantType {
 }
 
 const fn q(name: &'static str, ftype: u32, base: u32, note: &'static str) -> QuantType {
-    QuantType { name, ftype, base: GgmlType::Other(base), note }
+    QuantType {
+        name,
+        ftype,
+        base: GgmlType::Other(base),
+        note,
+    }
 }
 
 /// llama.h `enum llama_ftype` with llama-quantize's names (tools/quantize/quantize.cpp). Base
@@ -85,18 +93,29 @@ pub const QUANT_TYPES: &[QuantType] = &[
 const ALIASES: &[(&str, &str)] = &[("Q3_K", "Q3_K_M"), ("Q4_K", "Q4_K_M"), ("Q5_K", "Q5_K_M")];
 
 pub fn valid_type_names() -> String {
-    QUANT_TYPES.iter().map(|t| t.name.to_ascii_lowercase()).collect::<Vec<_>>().join(", ")
+    QUANT_TYPES
+        .iter()
+        .map(|t| t.name.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `q4_k_m`, `Q4_K_M`, an alias (`q4_k`) or the ftype number (`15`).
 pub fn parse_type(s: &str) -> Result<QuantType, QuantizeError> {
     let up = s.trim().to_ascii_uppercase();
-    let up = ALIASES.iter().find(|(a, _)| *a == up).map(|(_, t)| t.to_string()).unwrap_or(up);
+    let up = ALIASES
+        .iter()
+        .find(|(a, _)| *a == up)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or(up);
     let found = match up.parse::<u32>() {
         Ok(n) => QUANT_TYPES.iter().find(|t| t.ftype == n),
         Err(_) => QUANT_TYPES.iter().find(|t| t.name == up),
     };
-    found.copied().ok_or_else(|| QuantizeError::UnknownType { given: s.to_string(), valid: valid_type_names() })
+    found.copied().ok_or_else(|| QuantizeError::UnknownType {
+        given: s.to_string(),
+        valid: valid_type_names(),
+    })
 }
 
 /// A single ggml tensor type by name (for --output-tensor-type, --tensor-type): `q6_k`, `f16`…
@@ -105,7 +124,10 @@ pub fn parse_ggml_type(s: &str) -> Result<GgmlType, QuantizeError> {
     (0..43u32)
         .map(GgmlType::from_id)
         .find(|t| ggml_name(*t).is_some_and(|n| n.eq_ignore_ascii_case(&want)))
-        .ok_or_else(|| QuantizeError::UnknownType { given: s.to_string(), valid: "a ggml type name such as q4_k, q6_k, q8_0, f16, bf16".into() })
+        .ok_or_else(|| QuantizeError::UnknownType {
+            given: s.to_string(),
+            valid: "a ggml type name such as q4_k, q6_k, q8_0, f16, bf16".into(),
+        })
 }
 
 /// ggml's name for a type ("q4_K", "f16"…), None for unused ids.
@@ -123,7 +145,10 @@ pub fn ggml_name(t: GgmlType) -> Option<String> {
 pub fn bits_per_weight(t: GgmlType) -> f64 {
     let id = t.id() as llama_cpp_sys_2::ggml_type;
     // SAFETY: pure lookups in ggml's type table.
-    unsafe { llama_cpp_sys_2::ggml_type_size(id) as f64 * 8.0 / llama_cpp_sys_2::ggml_blck_size(id) as f64 }
+    unsafe {
+        llama_cpp_sys_2::ggml_type_size(id) as f64 * 8.0
+            / llama_cpp_sys_2::ggml_blck_size(id) as f64
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,12 +200,17 @@ impl QuantizeReport {
 /// `<stem>-<type>.gguf` next to the input, with a trailing 16/32-bit or q8_0 type dropped from
 /// the stem (`m-bf16.gguf` → `m-q4_k_m.gguf`).
 pub fn default_output(input: &Path, t: &QuantType) -> PathBuf {
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let stem = ["-f32", "-f16", "-bf16", "-q8_0", "-F32", "-F16", "-BF16", "-Q8_0"]
-        .iter()
-        .find_map(|suf| stem.strip_suffix(suf))
-        .map(str::to_string)
-        .unwrap_or(stem.clone());
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let stem = [
+        "-f32", "-f16", "-bf16", "-q8_0", "-F32", "-F16", "-BF16", "-Q8_0",
+    ]
+    .iter()
+    .find_map(|suf| stem.strip_suffix(suf))
+    .map(str::to_string)
+    .unwrap_or(stem.clone());
     input.with_file_name(format!("{stem}-{}.gguf", t.name.to_ascii_lowercase()))
 }
 
@@ -189,21 +219,36 @@ fn is_float(t: GgmlType) -> bool {
 }
 
 /// Quantizes `input` to `output` (default: next to the input) as `t`.
-pub fn quantize(input: &Path, output: Option<&Path>, t: QuantType, opts: &QuantizeOptions) -> Result<QuantizeReport, QuantizeError> {
+pub fn quantize(
+    input: &Path,
+    output: Option<&Path>,
+    t: QuantType,
+    opts: &QuantizeOptions,
+) -> Result<QuantizeReport, QuantizeError> {
     let gguf = GgufFile::open(input)?;
-    let output = output.map(Path::to_path_buf).unwrap_or_else(|| default_output(input, &t));
+    let output = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| default_output(input, &t));
     if !opts.dry_run {
         let same = output == input
-            || (output.exists() && std::fs::canonicalize(&output).ok() == std::fs::canonicalize(input).ok());
+            || (output.exists()
+                && std::fs::canonicalize(&output).ok() == std::fs::canonicalize(input).ok());
         if same {
-            return Err(QuantizeError::Input { path: output, message: "output path equals the input; choose another OUT".into() });
+            return Err(QuantizeError::Input {
+                path: output,
+                message: "output path equals the input; choose another OUT".into(),
+            });
         }
         if output.exists() && !opts.force {
             return Err(QuantizeError::Exists { path: output });
         }
     }
     if !opts.allow_requantize {
-        if let Some(q) = gguf.tensors.iter().find(|x| x.ne.len() >= 2 && !is_float(x.ggml_type)) {
+        if let Some(q) = gguf
+            .tensors
+            .iter()
+            .find(|x| x.ne.len() >= 2 && !is_float(x.ggml_type))
+        {
             return Err(QuantizeError::Input {
                 path: input.to_path_buf(),
                 message: format!(
@@ -217,7 +262,10 @@ pub fn quantize(input: &Path, output: Option<&Path>, t: QuantType, opts: &Quanti
     match gguf.architecture() {
         Some("clip") => mmproj::quantize(&gguf, &output, t, opts),
         Some(_) => decoder::quantize(&gguf, &output, t, opts),
-        None => Err(QuantizeError::Input { path: input.to_path_buf(), message: "no general.architecture key: not a llama.cpp model GGUF".into() }),
+        None => Err(QuantizeError::Input {
+            path: input.to_path_buf(),
+            message: "no general.architecture key: not a llama.cpp model GGUF".into(),
+        }),
     }
 }
 
@@ -243,12 +291,18 @@ mod decoder {
     /// run's per-tensor report holds only its own lines.
     static RUN: Mutex<()> = Mutex::new(());
 
-    unsafe extern "C" fn on_log(_level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    unsafe extern "C" fn on_log(
+        _level: llama_cpp_sys_2::ggml_log_level,
+        text: *const c_char,
+        _user: *mut c_void,
+    ) {
         if text.is_null() {
             return;
         }
         let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-        let Ok(mut guard) = CAPTURE.lock() else { return };
+        let Ok(mut guard) = CAPTURE.lock() else {
+            return;
+        };
         let Some(cap) = guard.as_mut() else { return };
         if cap.verbose {
             eprint!("{text}");
@@ -272,7 +326,13 @@ mod decoder {
         let (_, rest) = rest.split_once("] ")?;
         let (name, rest) = rest.split_once(" - [")?;
         let name = name.trim().to_string();
-        let from = rest.split_once("type = ")?.1.split(',').next()?.trim().to_string();
+        let from = rest
+            .split_once("type = ")?
+            .1
+            .split(',')
+            .next()?
+            .trim()
+            .to_string();
         let to = if let Some(after) = rest.split_once("converting to ") {
             after.1.split_whitespace().next()?.to_string()
         } else if let Some(open) = rest.rfind('(') {
@@ -280,15 +340,28 @@ mod decoder {
         } else {
             from.clone()
         };
-        let note = fallbacks.iter().find(|(n, _)| *n == name).map(|(_, w)| w.clone());
-        Some(TensorChoice { name, from, to, note })
+        let note = fallbacks
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, w)| w.clone());
+        Some(TensorChoice {
+            name,
+            from,
+            to,
+            note,
+        })
     }
 
     fn cstring(s: &str) -> CString {
         CString::new(s.replace('\0', "")).unwrap_or_default()
     }
 
-    pub fn quantize(gguf: &GgufFile, output: &Path, t: QuantType, opts: &QuantizeOptions) -> Result<QuantizeReport, QuantizeError> {
+    pub fn quantize(
+        gguf: &GgufFile,
+        output: &Path,
+        t: QuantType,
+        opts: &QuantizeOptions,
+    ) -> Result<QuantizeReport, QuantizeError> {
         let started = std::time::Instant::now();
         let imatrix = match &opts.imatrix {
             Some(p) => Some(super::imatrix::load(p, gguf, opts)?),
@@ -298,27 +371,48 @@ mod decoder {
         let out_path = if opts.dry_run {
             output.to_path_buf()
         } else {
-            let file = AtomicFile::create(output).map_err(|source| QuantizeError::Io { path: output.to_path_buf(), source })?;
+            let file = AtomicFile::create(output).map_err(|source| QuantizeError::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
             let p = file.tmp_path().to_path_buf();
             tmp = Some(file);
             p
         };
         let c_in = cstring(&gguf.path.to_string_lossy());
         let c_out = cstring(&out_path.to_string_lossy());
-        let patterns: Vec<(CString, GgmlType)> = opts.tensor_types.iter().map(|(p, t)| (cstring(p), *t)).collect();
+        let patterns: Vec<(CString, GgmlType)> = opts
+            .tensor_types
+            .iter()
+            .map(|(p, t)| (cstring(p), *t))
+            .collect();
         let mut tt: Vec<llama_cpp_sys_2::llama_model_tensor_override> = patterns
             .iter()
-            .map(|(p, t)| llama_cpp_sys_2::llama_model_tensor_override { pattern: p.as_ptr(), type_: t.id() as llama_cpp_sys_2::ggml_type })
+            .map(|(p, t)| llama_cpp_sys_2::llama_model_tensor_override {
+                pattern: p.as_ptr(),
+                type_: t.id() as llama_cpp_sys_2::ggml_type,
+            })
             .collect();
-        tt.push(llama_cpp_sys_2::llama_model_tensor_override { pattern: std::ptr::null(), type_: llama_cpp_sys_2::GGML_TYPE_COUNT });
+        tt.push(llama_cpp_sys_2::llama_model_tensor_override {
+            pattern: std::ptr::null(),
+            type_: llama_cpp_sys_2::GGML_TYPE_COUNT,
+        });
         let im_names: Vec<CString> = imatrix.iter().flatten().map(|(n, _)| cstring(n)).collect();
         let mut im: Vec<llama_cpp_sys_2::llama_model_imatrix_data> = imatrix
             .iter()
             .flatten()
             .zip(&im_names)
-            .map(|((_, v), n)| llama_cpp_sys_2::llama_model_imatrix_data { name: n.as_ptr(), data: v.as_ptr(), size: v.len() })
+            .map(|((_, v), n)| llama_cpp_sys_2::llama_model_imatrix_data {
+                name: n.as_ptr(),
+                data: v.as_ptr(),
+                size: v.len(),
+            })
             .collect();
-        im.push(llama_cpp_sys_2::llama_model_imatrix_data { name: std::ptr::null(), data: std::ptr::null(), size: 0 });
+        im.push(llama_cpp_sys_2::llama_model_imatrix_data {
+            name: std::ptr::null(),
+            data: std::ptr::null(),
+            size: 0,
+        });
 
         // SAFETY: plain struct returned by value.
         let mut params = unsafe { llama_cpp_sys_2::llama_model_quantize_default_params() };
@@ -343,13 +437,27 @@ mod decoder {
         }
 
         let _run = RUN.lock().unwrap_or_else(|e| e.into_inner());
-        let pb = progress(gguf.tensors.len() as u64, opts.quiet || opts.dry_run, "quantizing");
-        crate::engine::backend(false).map_err(|e| QuantizeError::Llama { path: gguf.path.clone(), message: e.to_string() })?;
-        *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Capture { line: String::new(), lines: Vec::new(), pb: pb.clone(), verbose: opts.verbose });
+        let pb = progress(
+            gguf.tensors.len() as u64,
+            opts.quiet || opts.dry_run,
+            "quantizing",
+        );
+        crate::engine::backend(false).map_err(|e| QuantizeError::Llama {
+            path: gguf.path.clone(),
+            message: e.to_string(),
+        })?;
+        *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Capture {
+            line: String::new(),
+            lines: Vec::new(),
+            pb: pb.clone(),
+            verbose: opts.verbose,
+        });
         // SAFETY: the callback only touches CAPTURE; it is replaced again below.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(on_log), std::ptr::null_mut()) };
         // SAFETY: all pointers in params (strings, override and imatrix arrays) outlive the call.
-        let rc = unsafe { llama_cpp_sys_2::llama_model_quantize(c_in.as_ptr(), c_out.as_ptr(), &params) };
+        let rc = unsafe {
+            llama_cpp_sys_2::llama_model_quantize(c_in.as_ptr(), c_out.as_ptr(), &params)
+        };
         unsafe { llama_cpp_sys_2::llama_log_set(Some(silent), std::ptr::null_mut()) };
         let cap = CAPTURE.lock().unwrap_or_else(|e| e.into_inner()).take();
         pb.finish_and_clear();
@@ -358,24 +466,40 @@ mod decoder {
             let message = lines
                 .iter()
                 .rev()
-                .find(|l| l.contains("failed to quantize") || l.contains("error") || l.contains("ERROR"))
+                .find(|l| {
+                    l.contains("failed to quantize") || l.contains("error") || l.contains("ERROR")
+                })
                 .cloned()
                 .unwrap_or_else(|| format!("llama_model_quantize returned {rc}"));
-            return Err(QuantizeError::Llama { path: gguf.path.clone(), message: message.trim().to_string() });
+            return Err(QuantizeError::Llama {
+                path: gguf.path.clone(),
+                message: message.trim().to_string(),
+            });
         }
         let fallbacks: Vec<(String, String)> = lines
             .iter()
             .filter_map(|l| {
                 let rest = l.strip_prefix("warning: ")?;
                 let (name, why) = rest.split_once(" - ")?;
-                Some((name.trim().to_string(), why.split_whitespace().collect::<Vec<_>>().join(" ")))
+                Some((
+                    name.trim().to_string(),
+                    why.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
             })
             .collect();
-        let tensors: Vec<TensorChoice> = lines.iter().filter_map(|l| parse_tensor_line(l, &fallbacks)).collect();
+        let tensors: Vec<TensorChoice> = lines
+            .iter()
+            .filter_map(|l| parse_tensor_line(l, &fallbacks))
+            .collect();
         let output_bytes = match tmp {
             Some(file) => {
-                let size = std::fs::metadata(file.tmp_path()).map(|m| m.len()).unwrap_or(0);
-                file.commit().map_err(|source| QuantizeError::Io { path: output.to_path_buf(), source })?;
+                let size = std::fs::metadata(file.tmp_path())
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                file.commit().map_err(|source| QuantizeError::Io {
+                    path: output.to_path_buf(),
+                    source,
+                })?;
                 size
             }
             None => planned_size(gguf, &tensors),
@@ -403,21 +527,37 @@ mod decoder {
             .sum()
     }
 
-    unsafe extern "C" fn silent(_level: llama_cpp_sys_2::ggml_log_level, _text: *const c_char, _user: *mut c_void) {}
+    unsafe extern "C" fn silent(
+        _level: llama_cpp_sys_2::ggml_log_level,
+        _text: *const c_char,
+        _user: *mut c_void,
+    ) {
+    }
 }
 
 mod mmproj {
     use super::*;
 
     /// The ggml types an mmproj may be quantized to (issue: q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16, bf16).
-    const MMPROJ_TYPES: &[(&str, u32)] = &[("Q8_0", 8), ("Q6_K", 14), ("Q5_K_M", 13), ("Q5_K_S", 13), ("Q4_K_M", 12), ("Q4_K_S", 12), ("Q5_0", 6), ("Q4_0", 2), ("F16", 1), ("BF16", 30)];
+    const MMPROJ_TYPES: &[(&str, u32)] = &[
+        ("Q8_0", 8),
+        ("Q6_K", 14),
+        ("Q5_K_M", 13),
+        ("Q5_K_S", 13),
+        ("Q4_K_M", 12),
+        ("Q4_K_S", 12),
+        ("Q5_0", 6),
+        ("Q4_0", 2),
+        ("F16", 1),
+        ("BF16", 30),
+    ];
 
     /// llama-quant.cpp `tensor_type_fallback`: the type used when rows don't fill the target's blocks.
     fn fallback(target: u32) -> u32 {
         match target {
-            12 => 6,  // Q4_K → Q5_0
-            13 => 7,  // Q5_K → Q5_1
-            14 => 8,  // Q6_K → Q8_0
+            12 => 6, // Q4_K → Q5_0
+            13 => 7, // Q5_K → Q5_1
+            14 => 8, // Q6_K → Q8_0
             other => other,
         }
     }
@@ -434,14 +574,22 @@ mod mmproj {
             || name.contains("pre_ln")
     }
 
-    pub fn quantize(gguf: &GgufFile, output: &Path, t: QuantType, opts: &QuantizeOptions) -> Result<QuantizeReport, QuantizeError> {
+    pub fn quantize(
+        gguf: &GgufFile,
+        output: &Path,
+        t: QuantType,
+        opts: &QuantizeOptions,
+    ) -> Result<QuantizeReport, QuantizeError> {
         let started = std::time::Instant::now();
         let target = MMPROJ_TYPES.iter().find(|(n, _)| *n == t.name).map(|(_, id)| *id).ok_or_else(|| QuantizeError::Input {
             path: gguf.path.clone(),
             message: format!("mmproj files can be quantized to q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16 or bf16, not {}", t.name.to_ascii_lowercase()),
         })?;
         if opts.imatrix.is_some() {
-            return Err(QuantizeError::Input { path: gguf.path.clone(), message: "an imatrix does not apply to mmproj files".into() });
+            return Err(QuantizeError::Input {
+                path: gguf.path.clone(),
+                message: "an imatrix does not apply to mmproj files".into(),
+            });
         }
         // Plan every tensor.
         let mut plan = Vec::new();
@@ -449,7 +597,11 @@ mod mmproj {
             let mut to = info.ggml_type;
             let mut note = None;
             if !keep(&info.name, &info.ne) {
-                let over = opts.tensor_types.iter().find(|(p, _)| info.name.contains(p.as_str())).map(|(_, ty)| *ty);
+                let over = opts
+                    .tensor_types
+                    .iter()
+                    .find(|(p, _)| info.name.contains(p.as_str()))
+                    .map(|(_, ty)| *ty);
                 let want = over.map(|o| o.id()).unwrap_or(target);
                 let mut chosen = want;
                 let blk = |id: u32| GgmlType::from_id(id).block().map(|b| b.0).unwrap_or(1);
@@ -481,24 +633,75 @@ mod mmproj {
         let metadata: Vec<(String, MetaValue)> = gguf
             .metadata
             .iter()
-            .map(|(k, v)| (k.clone(), if k == "general.file_type" { MetaValue::U32(t.ftype) } else { v.clone() }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if k == "general.file_type" {
+                        MetaValue::U32(t.ftype)
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
             .collect();
         let header = GgufHeader::new(
             metadata,
-            plan.iter().map(|(info, to, _)| (info.name.clone(), info.ne.clone(), *to, to.nbytes(info.ne[0], info.n_elements()).unwrap_or(0))).collect(),
+            plan.iter()
+                .map(|(info, to, _)| {
+                    (
+                        info.name.clone(),
+                        info.ne.clone(),
+                        *to,
+                        to.nbytes(info.ne[0], info.n_elements()).unwrap_or(0),
+                    )
+                })
+                .collect(),
         );
         let n_elements = gguf.tensors.iter().map(|x| x.n_elements()).sum();
-        let planned = header.file_size().map_err(|source| QuantizeError::Io { path: output.to_path_buf(), source })?;
+        let planned = header.file_size().map_err(|source| QuantizeError::Io {
+            path: output.to_path_buf(),
+            source,
+        })?;
         if opts.dry_run {
-            return Ok(QuantizeReport { output: None, is_mmproj: true, tensors, input_bytes: gguf.file_size, output_bytes: planned, n_elements, seconds: 0.0 });
+            return Ok(QuantizeReport {
+                output: None,
+                is_mmproj: true,
+                tensors,
+                input_bytes: gguf.file_size,
+                output_bytes: planned,
+                n_elements,
+                seconds: 0.0,
+            });
         }
 
-        let io = |source| QuantizeError::Io { path: output.to_path_buf(), source };
-        let src_file = std::fs::File::open(&gguf.path).map_err(|source| QuantizeError::Io { path: gguf.path.clone(), source })?;
+        let io = |source| QuantizeError::Io {
+            path: output.to_path_buf(),
+            source,
+        };
+        let src_file = std::fs::File::open(&gguf.path).map_err(|source| QuantizeError::Io {
+            path: gguf.path.clone(),
+            source,
+        })?;
         // SAFETY: read-only map of the input file.
-        let src = unsafe { memmap2::Mmap::map(&src_file) }.map_err(|source| QuantizeError::Io { path: gguf.path.clone(), source })?;
-        let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| QuantizeError::Input { path: gguf.path.clone(), message: e.to_string() })?;
+        let src = unsafe { memmap2::Mmap::map(&src_file) }.map_err(|source| QuantizeError::Io {
+            path: gguf.path.clone(),
+            source,
+        })?;
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| QuantizeError::Input {
+                path: gguf.path.clone(),
+                message: e.to_string(),
+            })?;
         let pb = progress(plan.len() as u64, opts.quiet, "quantizing mmproj");
         let mut file = AtomicFile::create(output).map_err(io)?;
         {
@@ -513,9 +716,15 @@ mod mmproj {
                 let out: Vec<u8> = if *to == info.ggml_type {
                     bytes.to_vec()
                 } else {
-                    let values = encode::decode(info.ggml_type, bytes).ok_or_else(|| QuantizeError::Input {
-                        path: gguf.path.clone(),
-                        message: format!("tensor {} is {}; only F32/F16/BF16 tensors can be converted", info.name, info.ggml_type.name()),
+                    let values = encode::decode(info.ggml_type, bytes).ok_or_else(|| {
+                        QuantizeError::Input {
+                            path: gguf.path.clone(),
+                            message: format!(
+                                "tensor {} is {}; only F32/F16/BF16 tensors can be converted",
+                                info.name,
+                                info.ggml_type.name()
+                            ),
+                        }
                     })?;
                     pool.install(|| quantize_rows(*to, &values, info.ne[0] as usize))
                 };
@@ -523,7 +732,8 @@ mod mmproj {
                 w.write_all(&out).map_err(io)?;
                 pos += out.len() as u64;
                 let padded = align_up(pos - data_start, header.alignment) + data_start;
-                w.write_all(&vec![0u8; (padded - pos) as usize]).map_err(io)?;
+                w.write_all(&vec![0u8; (padded - pos) as usize])
+                    .map_err(io)?;
                 pos = padded;
                 pb.inc(1);
             }
@@ -546,7 +756,9 @@ mod mmproj {
     fn quantize_rows(to: GgmlType, values: &[f32], row_len: usize) -> Vec<u8> {
         if matches!(to, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             let mut out = Vec::new();
-            values.chunks(row_len).for_each(|r| encode::encode_row(to, r, &mut out));
+            values
+                .chunks(row_len)
+                .for_each(|r| encode::encode_row(to, r, &mut out));
             return out;
         }
         let row_bytes = to.nbytes(row_len as u64, row_len as u64).unwrap_or(0) as usize;
@@ -558,7 +770,15 @@ mod mmproj {
                 let mut out = vec![0u8; nrows * row_bytes];
                 // SAFETY: `out` holds nrows rows of `to`; `chunk` holds nrows * row_len floats.
                 let written = unsafe {
-                    llama_cpp_sys_2::ggml_quantize_chunk(to.id() as llama_cpp_sys_2::ggml_type, chunk.as_ptr(), out.as_mut_ptr().cast(), 0, nrows as i64, row_len as i64, std::ptr::null())
+                    llama_cpp_sys_2::ggml_quantize_chunk(
+                        to.id() as llama_cpp_sys_2::ggml_type,
+                        chunk.as_ptr(),
+                        out.as_mut_ptr().cast(),
+                        0,
+                        nrows as i64,
+                        row_len as i64,
+                        std::ptr::null(),
+                    )
                 };
                 out.truncate(written);
                 out
@@ -574,25 +794,63 @@ mod imatrix {
     /// Loads an importance matrix (llama-imatrix's GGUF format, or the legacy .dat format) and
     /// applies --include-weights / --exclude-weights. Every entry is checked against the model:
     /// a quantizable 2-D weight without an entry is an error naming it.
-    pub fn load(path: &Path, model: &GgufFile, opts: &QuantizeOptions) -> Result<Vec<(String, Vec<f32>)>, QuantizeError> {
-        let bad = |message: String| QuantizeError::Input { path: path.to_path_buf(), message };
-        let bytes = std::fs::read(path).map_err(|source| QuantizeError::Io { path: path.to_path_buf(), source })?;
-        let mut entries = if bytes.starts_with(b"GGUF") { from_gguf(path, &bytes)? } else { from_legacy(&bytes).ok_or_else(|| bad("not an imatrix file (neither GGUF nor the legacy .dat format)".into()))? };
+    pub fn load(
+        path: &Path,
+        model: &GgufFile,
+        opts: &QuantizeOptions,
+    ) -> Result<Vec<(String, Vec<f32>)>, QuantizeError> {
+        let bad = |message: String| QuantizeError::Input {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|source| QuantizeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut entries = if bytes.starts_with(b"GGUF") {
+            from_gguf(path, &bytes)?
+        } else {
+            from_legacy(&bytes).ok_or_else(|| {
+                bad("not an imatrix file (neither GGUF nor the legacy .dat format)".into())
+            })?
+        };
         if !opts.include_weights.is_empty() {
             entries.retain(|(n, _)| opts.include_weights.iter().any(|p| n.contains(p.as_str())));
         }
         entries.retain(|(n, _)| !opts.exclude_weights.iter().any(|p| n.contains(p.as_str())));
         for t in &model.tensors {
-            let quantizable = t.ne.len() == 2 && t.name.ends_with(".weight") && !t.name.contains("_norm") && t.name != "token_embd.weight" && t.name != "output.weight";
-            let wanted = opts.include_weights.is_empty() || opts.include_weights.iter().any(|p| t.name.contains(p.as_str()));
-            let excluded = opts.exclude_weights.iter().any(|p| t.name.contains(p.as_str()));
+            let quantizable = t.ne.len() == 2
+                && t.name.ends_with(".weight")
+                && !t.name.contains("_norm")
+                && t.name != "token_embd.weight"
+                && t.name != "output.weight";
+            let wanted = opts.include_weights.is_empty()
+                || opts
+                    .include_weights
+                    .iter()
+                    .any(|p| t.name.contains(p.as_str()));
+            let excluded = opts
+                .exclude_weights
+                .iter()
+                .any(|p| t.name.contains(p.as_str()));
             if !quantizable || !wanted || excluded {
                 continue;
             }
             match entries.iter().find(|(n, _)| *n == t.name) {
-                None => return Err(bad(format!("does not match {}: no entry for tensor {}", model.path.display(), t.name))),
+                None => {
+                    return Err(bad(format!(
+                        "does not match {}: no entry for tensor {}",
+                        model.path.display(),
+                        t.name
+                    )))
+                }
                 Some((_, v)) if v.len() as u64 != t.ne[0] => {
-                    return Err(bad(format!("entry {} has {} values but the tensor's rows have {}", t.name, v.len(), t.ne[0])))
+                    return Err(bad(format!(
+                        "entry {} has {} values but the tensor's rows have {}",
+                        t.name,
+                        v.len(),
+                        t.ne[0]
+                    )))
                 }
                 _ => {}
             }
@@ -614,14 +872,23 @@ mod imatrix {
         };
         let mut out = Vec::new();
         for t in &g.tensors {
-            let Some(name) = t.name.strip_suffix(".in_sum2") else { continue };
-            let sums = read(&t.name).ok_or_else(|| QuantizeError::Input { path: path.to_path_buf(), message: format!("{} is not F32", t.name) })?;
-            let counts = read(&format!("{name}.counts")).ok_or_else(|| QuantizeError::Input { path: path.to_path_buf(), message: format!("{name}.counts missing") })?;
+            let Some(name) = t.name.strip_suffix(".in_sum2") else {
+                continue;
+            };
+            let sums = read(&t.name).ok_or_else(|| QuantizeError::Input {
+                path: path.to_path_buf(),
+                message: format!("{} is not F32", t.name),
+            })?;
+            let counts = read(&format!("{name}.counts")).ok_or_else(|| QuantizeError::Input {
+                path: path.to_path_buf(),
+                message: format!("{name}.counts missing"),
+            })?;
             let n = t.ne[0] as usize;
             let mut v = sums;
             for (m, row) in v.chunks_mut(n.max(1)).enumerate() {
                 let c = counts.get(m).copied().unwrap_or(0.0);
-                row.iter_mut().for_each(|x| *x = if c > 0.0 { *x / c } else { 1.0 });
+                row.iter_mut()
+                    .for_each(|x| *x = if c > 0.0 { *x / c } else { 1.0 });
             }
             out.push((name.to_string(), v));
         }
@@ -649,7 +916,10 @@ mod imatrix {
             let nval = usize::try_from(i32_at(&mut pos)?).ok()?;
             let raw = b.get(pos..pos.checked_add(nval.checked_mul(4)?)?)?;
             pos += nval * 4;
-            let mut v: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let mut v: Vec<f32> = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             if ncall > 0 {
                 v.iter_mut().for_each(|x| *x /= ncall as f32);
             }

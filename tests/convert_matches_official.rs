@@ -17,7 +17,12 @@ use common::*;
 
 /// The official training budget: 1…256 image tokens (reference §4, §8).
 fn vision_opts() -> VisionOptions {
-    VisionOptions { use_gpu: false, image_min_tokens: 1, image_max_tokens: 256, flash_attn: Some(false) }
+    VisionOptions {
+        use_gpu: false,
+        image_min_tokens: 1,
+        image_max_tokens: 256,
+        flash_attn: Some(false),
+    }
 }
 
 fn eval_case(engine: &Engine, vision: Option<&mut Vision>, case: &Case) -> (Vec<f32>, Vec<i32>) {
@@ -25,14 +30,25 @@ fn eval_case(engine: &Engine, vision: Option<&mut Vision>, case: &Case) -> (Vec<
     match (&case.image, vision) {
         (None, _) => {
             let ids = engine.tokenize(&case.prompt, true);
-            assert_eq!(ids, case.input_ids, "{}: llama.cpp tokenization differs from the official one", case.name);
+            assert_eq!(
+                ids, case.input_ids,
+                "{}: llama.cpp tokenization differs from the official one",
+                case.name
+            );
             session.eval_tokens(&ids).unwrap();
         }
         (Some(img), Some(vision)) => {
             let (w, h, rgb) = load_rgb(&fixtures().join(img));
             let bitmap = Vision::bitmap(w, h, &rgb).unwrap();
-            session.eval_prompt(vision, &mtmd_prompt(&case.prompt), &[&bitmap], true).unwrap();
-            assert_eq!(session.n_past as usize, case.input_ids.len(), "{}: prompt length (text + image tokens)", case.name);
+            session
+                .eval_prompt(vision, &mtmd_prompt(&case.prompt), &[&bitmap], true)
+                .unwrap();
+            assert_eq!(
+                session.n_past as usize,
+                case.input_ids.len(),
+                "{}: prompt length (text + image tokens)",
+                case.name
+            );
         }
         (Some(_), None) => panic!("image case without vision"),
     }
@@ -45,13 +61,27 @@ fn check_decoder_text(ckpt: &str, outtype: OutType, tol: f32) {
     let golden = Golden::load(ckpt);
     let out = temp_dir(&format!("{ckpt}-{outtype:?}-text"));
     let (dec, _) = convert_fixture(ckpt, &out, outtype);
-    let engine = Engine::load(&dec, EngineOptions { threads: 2, kv_f32: true, ..EngineOptions::default() }).unwrap();
+    let engine = Engine::load(
+        &dec,
+        EngineOptions {
+            threads: 2,
+            kv_f32: true,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
     let case = golden.case("text");
     let (logits, greedy) = eval_case(&engine, None, case);
     let want = golden.tensor("text.last_logits");
     let diff = max_abs_diff(&logits, want);
-    eprintln!("{ckpt} {outtype:?} text: max |Δlogit| = {diff:.3e} (logit scale {:.2})", max_abs(want));
-    assert!(diff <= tol, "{ckpt} {outtype:?}: max |Δlogit| {diff} > {tol}");
+    eprintln!(
+        "{ckpt} {outtype:?} text: max |Δlogit| = {diff:.3e} (logit scale {:.2})",
+        max_abs(want)
+    );
+    assert!(
+        diff <= tol,
+        "{ckpt} {outtype:?}: max |Δlogit| {diff} > {tol}"
+    );
     assert_eq!(greedy, case.greedy_ids, "{ckpt} {outtype:?}: greedy ids");
 }
 
@@ -69,24 +99,41 @@ fn check_image(ckpt: &str, outtype: OutType, case_name: &str, min_cos: f64, logi
     let golden = Golden::load(ckpt);
     let out = temp_dir(&format!("{ckpt}-{outtype:?}-{case_name}"));
     let (dec, mm) = convert_fixture(ckpt, &out, outtype);
-    let engine = Engine::load(&dec, EngineOptions { threads: 2, kv_f32: true, ..EngineOptions::default() }).unwrap();
+    let engine = Engine::load(
+        &dec,
+        EngineOptions {
+            threads: 2,
+            kv_f32: true,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
     let mut vision = Vision::load(&engine, &mm.unwrap(), &vision_opts()).unwrap();
     let case = golden.case(case_name);
 
     let (w, h, rgb) = load_rgb(&fixtures().join(case.image.as_ref().unwrap()));
     let emb = vision.encode(&Vision::bitmap(w, h, &rgb).unwrap()).unwrap();
-    assert_eq!(emb.n_tokens, case.n_image_tokens, "{ckpt} {case_name}: image token count");
+    assert_eq!(
+        emb.n_tokens, case.n_image_tokens,
+        "{ckpt} {case_name}: image token count"
+    );
     let want = golden.tensor(&format!("{case_name}.image_embeds"));
     let cos = cosine(&emb.data, want);
     let diff = max_abs_diff(&emb.data, want);
     eprintln!("{ckpt} {outtype:?} {case_name}: embeddings cosine {cos:.7}, max-abs {diff:.3e} (scale {:.2})", max_abs(want));
-    assert!(cos >= min_cos, "{ckpt} {case_name}: cosine {cos} < {min_cos}");
+    assert!(
+        cos >= min_cos,
+        "{ckpt} {case_name}: cosine {cos} < {min_cos}"
+    );
 
     let (logits, greedy) = eval_case(&engine, Some(&mut vision), case);
     let want = golden.tensor(&format!("{case_name}.last_logits"));
     let ldiff = max_abs_diff(&logits, want);
     eprintln!("{ckpt} {outtype:?} {case_name}: max |Δlogit| = {ldiff:.3e}");
-    assert!(ldiff <= logit_tol, "{ckpt} {case_name}: max |Δlogit| {ldiff} > {logit_tol}");
+    assert!(
+        ldiff <= logit_tol,
+        "{ckpt} {case_name}: max |Δlogit| {ldiff} > {logit_tol}"
+    );
     assert_eq!(greedy, case.greedy_ids, "{ckpt} {case_name}: greedy ids");
 }
 
@@ -108,10 +155,22 @@ fn small_bf16_f16_q8_0_decoders_stay_close_to_official_logits() {
     let golden = Golden::load("small");
     let case = golden.case("text");
     let want = golden.tensor("text.last_logits");
-    for (outtype, tol) in [(OutType::BF16, 0.25), (OutType::F16, 0.05), (OutType::Q8_0, 0.6)] {
+    for (outtype, tol) in [
+        (OutType::BF16, 0.25),
+        (OutType::F16, 0.05),
+        (OutType::Q8_0, 0.6),
+    ] {
         let out = temp_dir(&format!("small-{outtype:?}-lowp"));
         let (dec, _) = convert_fixture("small", &out, outtype);
-        let engine = Engine::load(&dec, EngineOptions { threads: 2, kv_f32: true, ..EngineOptions::default() }).unwrap();
+        let engine = Engine::load(
+            &dec,
+            EngineOptions {
+                threads: 2,
+                kv_f32: true,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
         let (logits, greedy) = eval_case(&engine, None, case);
         let diff = max_abs_diff(&logits, want);
         let cos = cosine(&logits, want);

@@ -35,8 +35,15 @@ fn run_convert(ckpt: &Path, extra: &[&str]) -> (bool, String, PathBuf) {
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     if !o.status.success() {
-        assert_eq!(stderr.trim_end().lines().count(), 1, "error must be one line: {stderr}");
-        let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "error must be one line: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
     (o.status.success(), stderr, out)
@@ -51,22 +58,35 @@ fn expect_error(ckpt: &Path, needles: &[&str]) {
 }
 
 /// Rewrites `model.safetensors` of `dir` through `edit` (on name → (dtype, shape, bytes)).
-fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)) {
+fn rewrite_weights(
+    dir: &Path,
+    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) {
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let mut tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
     edit(&mut tensors);
     let views: Vec<_> = tensors
         .iter()
-        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, d, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     edit(&mut v);
     std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -95,14 +115,29 @@ fn unknown_model_type() {
 #[test]
 fn missing_tensor_is_named() {
     let d = copy_fixture("tiny", "err-missing");
-    rewrite_weights(&d, |t| t.retain(|(n, ..)| n != "language_model.model.layers.1.mlp.up_proj.weight"));
-    expect_error(&d, &["missing tensor", "language_model.model.layers.1.mlp.up_proj.weight"]);
+    rewrite_weights(&d, |t| {
+        t.retain(|(n, ..)| n != "language_model.model.layers.1.mlp.up_proj.weight")
+    });
+    expect_error(
+        &d,
+        &[
+            "missing tensor",
+            "language_model.model.layers.1.mlp.up_proj.weight",
+        ],
+    );
 }
 
 #[test]
 fn extra_tensor_is_named() {
     let d = copy_fixture("tiny", "err-extra");
-    rewrite_weights(&d, |t| t.push(("visual.surprise.weight".into(), safetensors::Dtype::F32, vec![2], vec![0; 8])));
+    rewrite_weights(&d, |t| {
+        t.push((
+            "visual.surprise.weight".into(),
+            safetensors::Dtype::F32,
+            vec![2],
+            vec![0; 8],
+        ))
+    });
     expect_error(&d, &["not used by any output", "visual.surprise.weight"]);
 }
 
@@ -110,7 +145,15 @@ fn extra_tensor_is_named() {
 fn shape_disagreeing_with_config() {
     let d = copy_fixture("tiny", "err-shape");
     edit_config(&d, |v| v["text_config"]["intermediate_size"] = 96.into());
-    expect_error(&d, &["model.safetensors", "gate_proj.weight", "[160, 80]", "[96, 80]"]);
+    expect_error(
+        &d,
+        &[
+            "model.safetensors",
+            "gate_proj.weight",
+            "[160, 80]",
+            "[96, 80]",
+        ],
+    );
 }
 
 #[test]
@@ -118,7 +161,12 @@ fn truncated_shard() {
     let d = copy_fixture("small", "err-truncated");
     let shard = d.join("model-00002-of-00004.safetensors");
     let len = std::fs::metadata(&shard).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&shard).unwrap().set_len(len - 1000).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&shard)
+        .unwrap()
+        .set_len(len - 1000)
+        .unwrap();
     expect_error(&d, &["model-00002-of-00004.safetensors", "truncated"]);
 }
 
@@ -142,10 +190,21 @@ fn header_offsets_out_of_range() {
 fn unsupported_dtype_is_named() {
     let d = copy_fixture("tiny", "err-dtype");
     rewrite_weights(&d, |t| {
-        let e = t.iter_mut().find(|(n, ..)| n == "language_model.model.norm.weight").unwrap();
+        let e = t
+            .iter_mut()
+            .find(|(n, ..)| n == "language_model.model.norm.weight")
+            .unwrap();
         e.1 = safetensors::Dtype::I32;
     });
-    expect_error(&d, &["model.safetensors", "language_model.model.norm.weight", "I32", "supported"]);
+    expect_error(
+        &d,
+        &[
+            "model.safetensors",
+            "language_model.model.norm.weight",
+            "I32",
+            "supported",
+        ],
+    );
 }
 
 #[test]
@@ -157,14 +216,24 @@ fn existing_output_is_not_overwritten_without_force() {
     let before = std::fs::read(&dec).unwrap();
     std::fs::write(&dec, b"sentinel").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"]).arg(&d).arg("-o").arg(&out).args(["--quiet", "--outtype", "f32", "--name", "x"])
-        .output().unwrap();
+        .args(["--to", "gguf"])
+        .arg(&d)
+        .arg("-o")
+        .arg(&out)
+        .args(["--quiet", "--outtype", "f32", "--name", "x"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
     assert_eq!(std::fs::read(&dec).unwrap(), b"sentinel");
     let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"]).arg(&d).arg("-o").arg(&out).args(["--quiet", "--outtype", "f32", "--name", "x", "--force"])
-        .output().unwrap();
+        .args(["--to", "gguf"])
+        .arg(&d)
+        .arg("-o")
+        .arg(&out)
+        .args(["--quiet", "--outtype", "f32", "--name", "x", "--force"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     assert_eq!(std::fs::read(&dec).unwrap(), before);
 }
@@ -177,12 +246,23 @@ fn disk_full_leaves_nothing_behind() {
     std::fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::symlink("/dev/full", out.join("x-f32.gguf.tmp")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"]).arg(&d).arg("-o").arg(&out).args(["--quiet", "--outtype", "f32", "--name", "x"])
-        .output().unwrap();
+        .args(["--to", "gguf"])
+        .arg(&d)
+        .arg("-o")
+        .arg(&out)
+        .args(["--quiet", "--outtype", "f32", "--name", "x"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("x-f32.gguf") && err.contains("No space left"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        err.contains("x-f32.gguf") && err.contains("No space left"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -192,11 +272,22 @@ fn dry_run_lists_every_tensor_and_key_and_writes_nothing() {
     let out = d.parent().unwrap().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf", "--dry-run"]).arg(&d).arg("-o").arg(&out).output().unwrap();
+        .args(["--to", "gguf", "--dry-run"])
+        .arg(&d)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("blk.1.attn_q.weight") && s.contains("mm.artemis_fc2.weight") && s.contains("v.patch_embd.weight.1"));
-    assert!(s.contains("clip.vision.attention.layer_norm_epsilon") && s.contains("tokenizer.ggml.pre"));
+    assert!(
+        s.contains("blk.1.attn_q.weight")
+            && s.contains("mm.artemis_fc2.weight")
+            && s.contains("v.patch_embd.weight.1")
+    );
+    assert!(
+        s.contains("clip.vision.attention.layer_norm_epsilon") && s.contains("tokenizer.ggml.pre")
+    );
     assert!(s.contains("not written") && s.contains("DeepStack"));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
@@ -209,10 +300,18 @@ fn failure_on_the_second_file_leaves_no_first_file() {
     std::fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::symlink("/dev/full", out.join("mmproj-x-f32.gguf.tmp")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"]).arg(&d).arg("-o").arg(&out).args(["--quiet", "--outtype", "f32", "--name", "x"])
-        .output().unwrap();
+        .args(["--to", "gguf"])
+        .arg(&d)
+        .arg("-o")
+        .arg(&out)
+        .args(["--quiet", "--outtype", "f32", "--name", "x"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -222,14 +321,37 @@ fn ctrl_c_leaves_no_output_and_no_temp_file() {
     // SIGINT arrives right after the temp file appears.
     let dir = temp_dir("ctrl-c");
     let ckpt = dir.join("ckpt");
-    write_mistral_checkpoint(&ckpt, MistralDims { hidden: 1024, ffn: 8192, heads: 8, kv_heads: 8, head_dim: 128 });
+    write_mistral_checkpoint(
+        &ckpt,
+        MistralDims {
+            hidden: 1024,
+            ffn: 8192,
+            heads: 8,
+            kv_heads: 8,
+            head_dim: 128,
+        },
+    );
 
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"]).arg(&ckpt).arg("-o").arg(&out).args(["--quiet", "--outtype", "q8_0", "--verify", "--name", "m", "-t", "1"])
+        .args(["--to", "gguf"])
+        .arg(&ckpt)
+        .arg("-o")
+        .arg(&out)
+        .args([
+            "--quiet",
+            "--outtype",
+            "q8_0",
+            "--verify",
+            "--name",
+            "m",
+            "-t",
+            "1",
+        ])
         .stderr(std::process::Stdio::piped())
-        .spawn().unwrap();
+        .spawn()
+        .unwrap();
     let tmp = out.join("m-q8_0.gguf.tmp");
     let start = std::time::Instant::now();
     while !tmp.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
@@ -237,11 +359,20 @@ fn ctrl_c_leaves_no_output_and_no_temp_file() {
     }
     assert!(tmp.exists(), "conversion never started");
     // SIGINT, as Ctrl-C sends it
-    let rc = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let rc = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(rc.success());
     let o = child.wait_with_output().unwrap();
-    assert!(!o.status.success(), "the run must be interrupted (it finished first: make the checkpoint bigger)");
+    assert!(
+        !o.status.success(),
+        "the run must be interrupted (it finished first: make the checkpoint bigger)"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
-    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

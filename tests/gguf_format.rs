@@ -15,16 +15,33 @@ fn tmp(name: &str) -> PathBuf {
 
 fn sample() -> (GgufHeader, Vec<Vec<u8>>) {
     let metadata = vec![
-        ("general.architecture".to_string(), MetaValue::Str("llama".into())),
+        (
+            "general.architecture".to_string(),
+            MetaValue::Str("llama".into()),
+        ),
         ("a.u32".into(), MetaValue::U32(7)),
         ("a.f32".into(), MetaValue::F32(1e-6)),
         ("a.bool".into(), MetaValue::Bool(true)),
-        ("a.strs".into(), MetaValue::Array(vec![MetaValue::Str("x".into()), MetaValue::Str("ü y".into())])),
-        ("a.i32s".into(), MetaValue::Array(vec![MetaValue::I32(-1), MetaValue::I32(3)])),
-        ("a.f32s".into(), MetaValue::Array(vec![MetaValue::F32(0.5); 3])),
+        (
+            "a.strs".into(),
+            MetaValue::Array(vec![
+                MetaValue::Str("x".into()),
+                MetaValue::Str("ü y".into()),
+            ]),
+        ),
+        (
+            "a.i32s".into(),
+            MetaValue::Array(vec![MetaValue::I32(-1), MetaValue::I32(3)]),
+        ),
+        (
+            "a.f32s".into(),
+            MetaValue::Array(vec![MetaValue::F32(0.5); 3]),
+        ),
     ];
     let t1: Vec<u8> = (0..5 * 3).flat_map(|i| (i as f32).to_le_bytes()).collect(); // F32 [5,3]
-    let t2: Vec<u8> = (0..64).flat_map(|i| half::f16::from_f32(i as f32).to_le_bytes()).collect(); // F16 [64]
+    let t2: Vec<u8> = (0..64)
+        .flat_map(|i| half::f16::from_f32(i as f32).to_le_bytes())
+        .collect(); // F16 [64]
     let header = GgufHeader::new(
         metadata,
         vec![
@@ -51,10 +68,16 @@ fn ggml_reads_what_we_write() {
     let path = tmp("ggml-reads");
     let (header, data) = sample();
     write(&path, &header, &data);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), header.file_size().unwrap());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        header.file_size().unwrap()
+    );
 
     let c = CString::new(path.to_str().unwrap()).unwrap();
-    let params = llama_cpp_sys_2::gguf_init_params { no_alloc: true, ctx: std::ptr::null_mut() };
+    let params = llama_cpp_sys_2::gguf_init_params {
+        no_alloc: true,
+        ctx: std::ptr::null_mut(),
+    };
     unsafe {
         let ctx = llama_cpp_sys_2::gguf_init_from_file(c.as_ptr(), params);
         assert!(!ctx.is_null(), "ggml rejected our file");
@@ -62,15 +85,36 @@ fn ggml_reads_what_we_write() {
         let key = |k: &str| llama_cpp_sys_2::gguf_find_key(ctx, CString::new(k).unwrap().as_ptr());
         assert_eq!(llama_cpp_sys_2::gguf_get_val_u32(ctx, key("a.u32")), 7);
         assert_eq!(llama_cpp_sys_2::gguf_get_val_f32(ctx, key("a.f32")), 1e-6);
-        assert_eq!(CStr::from_ptr(llama_cpp_sys_2::gguf_get_val_str(ctx, key("general.architecture"))).to_str().unwrap(), "llama");
+        assert_eq!(
+            CStr::from_ptr(llama_cpp_sys_2::gguf_get_val_str(
+                ctx,
+                key("general.architecture")
+            ))
+            .to_str()
+            .unwrap(),
+            "llama"
+        );
         assert_eq!(llama_cpp_sys_2::gguf_get_arr_n(ctx, key("a.strs")), 2);
-        assert_eq!(CStr::from_ptr(llama_cpp_sys_2::gguf_get_arr_str(ctx, key("a.strs"), 1)).to_str().unwrap(), "ü y");
+        assert_eq!(
+            CStr::from_ptr(llama_cpp_sys_2::gguf_get_arr_str(ctx, key("a.strs"), 1))
+                .to_str()
+                .unwrap(),
+            "ü y"
+        );
         assert_eq!(llama_cpp_sys_2::gguf_get_n_tensors(ctx), 2);
         for (i, t) in header.tensors.iter().enumerate() {
-            let name = CStr::from_ptr(llama_cpp_sys_2::gguf_get_tensor_name(ctx, i as i64)).to_str().unwrap();
+            let name = CStr::from_ptr(llama_cpp_sys_2::gguf_get_tensor_name(ctx, i as i64))
+                .to_str()
+                .unwrap();
             assert_eq!(name, t.name);
-            assert_eq!(llama_cpp_sys_2::gguf_get_tensor_offset(ctx, i as i64) as u64, t.offset);
-            assert_eq!(llama_cpp_sys_2::gguf_get_tensor_type(ctx, i as i64) as u32, t.ggml_type.id());
+            assert_eq!(
+                llama_cpp_sys_2::gguf_get_tensor_offset(ctx, i as i64) as u64,
+                t.offset
+            );
+            assert_eq!(
+                llama_cpp_sys_2::gguf_get_tensor_type(ctx, i as i64) as u32,
+                t.ggml_type.id()
+            );
         }
         llama_cpp_sys_2::gguf_free(ctx);
     }
@@ -89,11 +133,15 @@ fn damaged_files_are_rejected_with_the_file_name() {
     let name = path.display().to_string();
 
     // truncated inside the data section
-    let err = GgufFile::parse(&path, &good[..good.len() - 40]).unwrap_err().to_string();
+    let err = GgufFile::parse(&path, &good[..good.len() - 40])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&name) && err.contains("truncated"), "{err}");
     // truncated inside the header
     let header_len = header.write(&mut std::io::sink()).unwrap() as usize;
-    let err = GgufFile::parse(&path, &good[..header_len - 40]).unwrap_err().to_string();
+    let err = GgufFile::parse(&path, &good[..header_len - 40])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&name) && err.contains("past the end"), "{err}");
     // wrong magic
     let mut bad = good.clone();

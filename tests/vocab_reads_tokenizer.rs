@@ -272,7 +272,9 @@ fn tokenizer_config_template_takes_precedence_but_its_add_flags_are_ignored() {
     assert!(vocab.add_special.add_bos, "{:?}", vocab.add_special);
     assert!(!vocab.add_special.add_eos);
     let meta = vocab.metadata();
-    assert!(meta.iter().any(|(k, v)| k == "tokenizer.ggml.add_eos_token" && *v == MetaValue::Bool(false)));
+    assert!(meta
+        .iter()
+        .any(|(k, v)| k == "tokenizer.ggml.add_eos_token" && *v == MetaValue::Bool(false)));
     assert_eq!(
         (vocab.tokens[15].as_str(), vocab.token_types[15]),
         ("hi", CONTROL)

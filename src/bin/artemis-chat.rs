@@ -59,7 +59,12 @@ struct Args {
     #[arg(short = 't', long)]
     threads: Option<i32>,
     /// Decoder layers to offload to the GPU: a number or "all".
-    #[arg(long = "n-gpu-layers", visible_alias = "ngl", short_alias = 'g', default_value = "0")]
+    #[arg(
+        long = "n-gpu-layers",
+        visible_alias = "ngl",
+        short_alias = 'g',
+        default_value = "0"
+    )]
     n_gpu_layers: String,
     /// Keep the mmproj on the CPU.
     #[arg(long = "no-mmproj-offload")]
@@ -151,12 +156,30 @@ fn run(args: Args) -> Result<u8, String> {
     let e = |x: chat::ChatError| x.to_string();
     let n_gpu_layers = match args.n_gpu_layers.as_str() {
         "all" => 999,
-        n => n.parse::<u32>().map_err(|_| format!("-ngl {n:?}: expected a number or \"all\""))?,
+        n => n
+            .parse::<u32>()
+            .map_err(|_| format!("-ngl {n:?}: expected a number or \"all\""))?,
     };
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(4));
-    let engine = Engine::load(&args.model, EngineOptions { n_gpu_layers, threads, verbose: args.verbose, kv_f32: false }).map_err(|x| x.to_string())?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i32)
+            .unwrap_or(4)
+    });
+    let engine = Engine::load(
+        &args.model,
+        EngineOptions {
+            n_gpu_layers,
+            threads,
+            verbose: args.verbose,
+            kv_f32: false,
+        },
+    )
+    .map_err(|x| x.to_string())?;
     if args.verbose {
-        eprintln!("artemis-chat: llama.cpp system info: {}", artemis_gguf::llama::system_info());
+        eprintln!(
+            "artemis-chat: llama.cpp system info: {}",
+            artemis_gguf::llama::system_info()
+        );
     }
     // SAFETY: a pure capability query.
     if n_gpu_layers > 0 && !unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() } {
@@ -189,7 +212,13 @@ fn run(args: Args) -> Result<u8, String> {
         repeat_last_n: 64,
         seed: args.seed.unwrap_or(0xFFFF_FFFF),
     };
-    let thinking = if args.think { Some(true) } else if args.no_think { Some(false) } else { None };
+    let thinking = if args.think {
+        Some(true)
+    } else if args.no_think {
+        Some(false)
+    } else {
+        None
+    };
     if let Some(w) = template.doubled_bos_warning(thinking, engine.adds_bos()) {
         eprintln!("artemis-chat: warning: {}: {w}", args.model.display());
     }
@@ -197,12 +226,19 @@ fn run(args: Args) -> Result<u8, String> {
     if !files.is_empty() && vision.is_none() {
         return Err("--image needs --mmproj".into());
     }
-    let max_image_tokens = if vision.is_some() { 256.max(args.image_max_tokens.unwrap_or(0) as usize) } else { 0 };
+    let max_image_tokens = if vision.is_some() {
+        256.max(args.image_max_tokens.unwrap_or(0) as usize)
+    } else {
+        0
+    };
 
     match (&args.prompt, batch) {
         (Some(prompt), true) => {
             // Batch captioning: model and mmproj loaded once, context reset between images.
-            let n_ctx = args.ctx_size.unwrap_or((engine.tokenize(prompt, true).len() + 64 + max_image_tokens + args.n_predict) as u32);
+            let n_ctx = args.ctx_size.unwrap_or(
+                (engine.tokenize(prompt, true).len() + 64 + max_image_tokens + args.n_predict)
+                    as u32,
+            );
             let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
@@ -215,9 +251,23 @@ fn run(args: Args) -> Result<u8, String> {
                     Some(v) => chat::image_bitmap(v, f),
                     None => Err(chat::ChatError::Usage("--image needs --mmproj".into())),
                 };
-                let line = match bitmap.and_then(|bmp| conv.turn(&engine, vision.as_mut(), &[&bmp], prompt, &sampling, args.n_predict, |_| {})) {
+                let line = match bitmap.and_then(|bmp| {
+                    conv.turn(
+                        &engine,
+                        vision.as_mut(),
+                        &[&bmp],
+                        prompt,
+                        &sampling,
+                        args.n_predict,
+                        |_| {},
+                    )
+                }) {
                     Ok(r) => {
-                        let text = if args.keep_thinking { r.text.clone() } else { chat::strip_thinking(&r.text, opens_think) };
+                        let text = if args.keep_thinking {
+                            r.text.clone()
+                        } else {
+                            chat::strip_thinking(&r.text, opens_think)
+                        };
                         serde_json::json!({"image": f.display().to_string(), "text": text, "tokens": r.generated_tokens, "encode_ms": r.encode_ms, "tok_per_s": r.tok_per_s})
                     }
                     Err(err) => {
@@ -233,32 +283,60 @@ fn run(args: Args) -> Result<u8, String> {
         }
         (Some(prompt), false) => {
             let bitmaps = match vision.as_ref() {
-                Some(v) => files.iter().map(|f| chat::image_bitmap(v, f)).collect::<Result<Vec<_>, _>>().map_err(e)?,
+                Some(v) => files
+                    .iter()
+                    .map(|f| chat::image_bitmap(v, f))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(e)?,
                 None => Vec::new(),
             };
             let refs: Vec<_> = bitmaps.iter().collect();
             let n_ctx = match args.ctx_size {
                 Some(c) => c,
                 None => {
-                    let probe = chat::to_mtmd_prompt(&template.render(&[chat::Message::user(refs.len(), prompt)], true, thinking).map_err(e)?);
+                    let probe = chat::to_mtmd_prompt(
+                        &template
+                            .render(&[chat::Message::user(refs.len(), prompt)], true, thinking)
+                            .map_err(e)?,
+                    );
                     let prompt_tokens = match vision.as_ref() {
-                        Some(v) => v.tokenize(&probe, &refs, true).map_err(|x| x.to_string())?.total_tokens(),
+                        Some(v) => v
+                            .tokenize(&probe, &refs, true)
+                            .map_err(|x| x.to_string())?
+                            .total_tokens(),
                         None => engine.tokenize(&probe, true).len(),
                     };
-                    (prompt_tokens + args.system.as_ref().map_or(0, |s| engine.tokenize(s, false).len() + 8) + args.n_predict + 1) as u32
+                    (prompt_tokens
+                        + args
+                            .system
+                            .as_ref()
+                            .map_or(0, |s| engine.tokenize(s, false).len() + 8)
+                        + args.n_predict
+                        + 1) as u32
                 }
             };
             let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
-            let mut printer = Printer { in_think: opens_think, color: std::io::stdout().is_terminal() };
+            let mut printer = Printer {
+                in_think: opens_think,
+                color: std::io::stdout().is_terminal(),
+            };
             let json = args.json;
             let reply = conv
-                .turn(&engine, vision.as_mut(), &refs, prompt, &sampling, args.n_predict, |piece| {
-                    if !json {
-                        printer.print(piece)
-                    }
-                })
+                .turn(
+                    &engine,
+                    vision.as_mut(),
+                    &refs,
+                    prompt,
+                    &sampling,
+                    args.n_predict,
+                    |piece| {
+                        if !json {
+                            printer.print(piece)
+                        }
+                    },
+                )
                 .map_err(e)?;
             if json {
                 let mut v = serde_json::to_value(&reply).map_err(|x| x.to_string())?;
@@ -273,7 +351,9 @@ fn run(args: Args) -> Result<u8, String> {
             Ok(0)
         }
         (None, _) => {
-            let session = engine.session(args.ctx_size.unwrap_or(4096)).map_err(|x| x.to_string())?;
+            let session = engine
+                .session(args.ctx_size.unwrap_or(4096))
+                .map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
             let tty = std::io::stdin().is_terminal();
@@ -287,7 +367,12 @@ fn run(args: Args) -> Result<u8, String> {
                     eprint!("> ");
                 }
                 let mut line = String::new();
-                if stdin.lock().read_line(&mut line).map_err(|x| x.to_string())? == 0 {
+                if stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|x| x.to_string())?
+                    == 0
+                {
                     break;
                 }
                 let line = line.trim_end_matches(['\n', '\r']);
@@ -306,8 +391,13 @@ fn run(args: Args) -> Result<u8, String> {
                     _ => {}
                 }
                 let loaded: Result<Vec<_>, _> = match vision.as_ref() {
-                    Some(v) => pending.drain(..).map(|f| chat::image_bitmap(v, &f)).collect(),
-                    None if !pending.is_empty() => Err(chat::ChatError::Usage("/image needs --mmproj".into())),
+                    Some(v) => pending
+                        .drain(..)
+                        .map(|f| chat::image_bitmap(v, &f))
+                        .collect(),
+                    None if !pending.is_empty() => {
+                        Err(chat::ChatError::Usage("/image needs --mmproj".into()))
+                    }
                     None => Ok(Vec::new()),
                 };
                 pending.clear();
@@ -319,8 +409,19 @@ fn run(args: Args) -> Result<u8, String> {
                     }
                 };
                 let refs: Vec<_> = bitmaps.iter().collect();
-                let mut printer = Printer { in_think: opens_think, color: std::io::stdout().is_terminal() };
-                match conv.turn(&engine, vision.as_mut(), &refs, line, &sampling, args.n_predict, |p| printer.print(p)) {
+                let mut printer = Printer {
+                    in_think: opens_think,
+                    color: std::io::stdout().is_terminal(),
+                };
+                match conv.turn(
+                    &engine,
+                    vision.as_mut(),
+                    &refs,
+                    line,
+                    &sampling,
+                    args.n_predict,
+                    |p| printer.print(p),
+                ) {
                     Ok(r) => {
                         println!();
                         print_timings(&r);

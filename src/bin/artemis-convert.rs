@@ -99,7 +99,10 @@ fn main() -> ExitCode {
         force: args.force,
         quiet: args.quiet,
         verify: args.verify,
-        add_special: AddSpecialOverride { add_bos: args.add_bos, add_eos: args.add_eos },
+        add_special: AddSpecialOverride {
+            add_bos: args.add_bos,
+            add_eos: args.add_eos,
+        },
     };
     let started = std::time::Instant::now();
     if let Some(q) = &args.quantize {
@@ -116,7 +119,11 @@ fn main() -> ExitCode {
             } else {
                 for (i, p) in report.written.iter().enumerate() {
                     let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                    print!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+                    print!(
+                        "{} ({:.1} MiB)",
+                        p.display(),
+                        size as f64 / (1 << 20) as f64
+                    );
                     if let Some(v) = report.verified.get(i) {
                         print!(": verified {} tensors, 16/32-bit exact", v.tensors);
                         if let Some(e) = v.q8_0_max_abs_err {
@@ -138,9 +145,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn quantize_pipeline(args: &Args, opts: &ConvertOptions, q: &str, started: std::time::Instant) -> ExitCode {
+fn quantize_pipeline(
+    args: &Args,
+    opts: &ConvertOptions,
+    q: &str,
+    started: std::time::Instant,
+) -> ExitCode {
     use artemis_gguf::quantize::{parse_type, QuantizeOptions};
-    let parsed = parse_type(q).and_then(|d| Ok((d, args.mmproj_quantize.as_deref().map(parse_type).transpose()?)));
+    let parsed = parse_type(q).and_then(|d| {
+        Ok((
+            d,
+            args.mmproj_quantize
+                .as_deref()
+                .map(parse_type)
+                .transpose()?,
+        ))
+    });
     let (dec_q, mm_q) = match parsed {
         Ok(t) => t,
         Err(e) => {
@@ -152,12 +172,20 @@ fn quantize_pipeline(args: &Args, opts: &ConvertOptions, q: &str, started: std::
         eprintln!("artemis-convert: --dry-run with --quantize: plan the conversion without --quantize, then use artemis-quantize --dry-run");
         return ExitCode::FAILURE;
     }
-    let qopts = QuantizeOptions { quiet: args.quiet, threads: args.threads, ..Default::default() };
+    let qopts = QuantizeOptions {
+        quiet: args.quiet,
+        threads: args.threads,
+        ..Default::default()
+    };
     match artemis_gguf::pipeline::convert_and_quantize(&args.ckpt_dir, opts, dec_q, mm_q, &qopts) {
         Ok(r) => {
             for p in &r.written {
                 let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-                println!("{} ({:.1} MiB)", p.display(), size as f64 / (1 << 20) as f64);
+                println!(
+                    "{} ({:.1} MiB)",
+                    p.display(),
+                    size as f64 / (1 << 20) as f64
+                );
             }
             if !args.quiet {
                 let mib = |b: u64| b as f64 / (1 << 20) as f64;

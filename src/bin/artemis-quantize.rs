@@ -65,9 +65,21 @@ struct Args {
 
 fn run(args: Args) -> Result<(), String> {
     if args.list {
-        println!("{:<10} {:>5}  {:>8}  {}", "type", "ftype", "bpw", "notes (bpw of the base type; mixtures keep some tensors higher)");
+        println!(
+            "{:<10} {:>5}  {:>8}  {}",
+            "type",
+            "ftype",
+            "bpw",
+            "notes (bpw of the base type; mixtures keep some tensors higher)"
+        );
         for t in quantize::QUANT_TYPES {
-            println!("{:<10} {:>5}  {:>8.4}  {}", t.name.to_ascii_lowercase(), t.ftype, quantize::bits_per_weight(t.base), t.note);
+            println!(
+                "{:<10} {:>5}  {:>8.4}  {}",
+                t.name.to_ascii_lowercase(),
+                t.ftype,
+                quantize::bits_per_weight(t.base),
+                t.note
+            );
         }
         return Ok(());
     }
@@ -81,13 +93,23 @@ fn run(args: Args) -> Result<(), String> {
         _ => return Err("usage: artemis-quantize [options] IN.gguf [OUT.gguf] TYPE [THREADS] (see --help, --list)".into()),
     };
     let t = quantize::parse_type(ty).map_err(|e| e.to_string())?;
-    let ggml = |s: &Option<String>| s.as_deref().map(quantize::parse_ggml_type).transpose().map_err(|e| e.to_string());
+    let ggml = |s: &Option<String>| {
+        s.as_deref()
+            .map(quantize::parse_ggml_type)
+            .transpose()
+            .map_err(|e| e.to_string())
+    };
     let tensor_types = args
         .tensor_type
         .iter()
         .map(|s| {
-            let (pat, ty) = s.split_once('=').ok_or_else(|| format!("--tensor-type {s:?}: expected PATTERN=TYPE"))?;
-            Ok((pat.to_string(), quantize::parse_ggml_type(ty).map_err(|e| e.to_string())?))
+            let (pat, ty) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--tensor-type {s:?}: expected PATTERN=TYPE"))?;
+            Ok((
+                pat.to_string(),
+                quantize::parse_ggml_type(ty).map_err(|e| e.to_string())?,
+            ))
         })
         .collect::<Result<Vec<_>, String>>()?;
     let opts = QuantizeOptions {
@@ -102,13 +124,19 @@ fn run(args: Args) -> Result<(), String> {
         allow_requantize: args.allow_requantize,
         keep_split: args.keep_split,
         dry_run: args.dry_run,
-        threads: threads.map(|s| s.parse::<usize>().map_err(|_| format!("THREADS {s:?} is not a number"))).transpose()?,
+        threads: threads
+            .map(|s| {
+                s.parse::<usize>()
+                    .map_err(|_| format!("THREADS {s:?} is not a number"))
+            })
+            .transpose()?,
         force: args.force,
         quiet: args.quiet,
         verbose: args.verbose,
     };
     let input = PathBuf::from(input);
-    let report = quantize::quantize(&input, output.map(PathBuf::from).as_deref(), t, &opts).map_err(|e| e.to_string())?;
+    let report = quantize::quantize(&input, output.map(PathBuf::from).as_deref(), t, &opts)
+        .map_err(|e| e.to_string())?;
     if args.dry_run {
         for c in &report.tensors {
             print!("{:<40} {:>8} -> {:<8}", c.name, c.from, c.to);
@@ -117,11 +145,19 @@ fn run(args: Args) -> Result<(), String> {
             }
             println!();
         }
-        println!("planned size: {:.2} MiB ({:.2} bits per weight)", report.output_bytes as f64 / (1 << 20) as f64, report.bits_per_weight());
+        println!(
+            "planned size: {:.2} MiB ({:.2} bits per weight)",
+            report.output_bytes as f64 / (1 << 20) as f64,
+            report.bits_per_weight()
+        );
         return Ok(());
     }
     for c in report.tensors.iter().filter(|c| c.note.is_some()) {
-        eprintln!("note: {}: {}", c.name, c.note.as_deref().unwrap_or_default());
+        eprintln!(
+            "note: {}: {}",
+            c.name,
+            c.note.as_deref().unwrap_or_default()
+        );
     }
     if let Some(out) = &report.output {
         println!("{}", out.display());
@@ -129,7 +165,11 @@ fn run(args: Args) -> Result<(), String> {
     if !args.quiet {
         eprintln!(
             "{} {:.2} MiB -> {:.2} MiB ({:.2} bits per weight) in {:.1} s",
-            if report.is_mmproj { "mmproj" } else { "decoder" },
+            if report.is_mmproj {
+                "mmproj"
+            } else {
+                "decoder"
+            },
             report.input_bytes as f64 / (1 << 20) as f64,
             report.output_bytes as f64 / (1 << 20) as f64,
             report.bits_per_weight(),

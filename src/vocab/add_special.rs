@@ -95,7 +95,12 @@ pub fn decide(
         None => format!("id {id}"),
     };
     let names = |ids: &[u32]| ids.iter().map(|&i| name(i)).collect::<Vec<_>>().join(" ");
-    let one = |which: &str, flag: &str, ids_of: fn(&Added) -> &Vec<u32>, special: Option<u32>, special_name: &str, forced: Option<bool>| {
+    let one = |which: &str,
+               flag: &str,
+               ids_of: fn(&Added) -> &Vec<u32>,
+               special: Option<u32>,
+               special_name: &str,
+               forced: Option<bool>| {
         let from_file = added.as_ref().map_err(|e| e.to_vocab_error(tokenizer_path)).and_then(|a| {
             let ids = ids_of(a);
             let origin = format!("{}: {} adds {}", tokenizer_path.display(), a.described, if ids.is_empty() { format!("nothing {which} the text") } else { format!("{} {which} the text", names(ids)) });
@@ -114,15 +119,42 @@ pub fn decide(
             }
         });
         match (forced, from_file) {
-            (Some(f), Ok((decided, origin, adopted))) if f != decided => Ok((f, format!("{flag} {f} on the command line (overrides {origin})"), adopted.filter(|_| f))),
-            (Some(f), Ok((_, _, adopted))) => Ok((f, format!("{flag} {f} on the command line"), adopted)),
+            (Some(f), Ok((decided, origin, adopted))) if f != decided => Ok((
+                f,
+                format!("{flag} {f} on the command line (overrides {origin})"),
+                adopted.filter(|_| f),
+            )),
+            (Some(f), Ok((_, _, adopted))) => {
+                Ok((f, format!("{flag} {f} on the command line"), adopted))
+            }
             (Some(f), Err(_)) => Ok((f, format!("{flag} {f} on the command line"), None)),
             (None, r) => r,
         }
     };
-    let (add_bos, bos_source, bos_id_from_post_processor) = one("before", "--add-bos", |a| &a.prefix, bos_id, "BOS", overrides.add_bos)?;
-    let (add_eos, eos_source, eos_id_from_post_processor) = one("after", "--add-eos", |a| &a.suffix, eos_id, "EOS", overrides.add_eos)?;
-    Ok(AddSpecial { add_bos, add_eos, bos_source, eos_source, bos_id_from_post_processor, eos_id_from_post_processor })
+    let (add_bos, bos_source, bos_id_from_post_processor) = one(
+        "before",
+        "--add-bos",
+        |a| &a.prefix,
+        bos_id,
+        "BOS",
+        overrides.add_bos,
+    )?;
+    let (add_eos, eos_source, eos_id_from_post_processor) = one(
+        "after",
+        "--add-eos",
+        |a| &a.suffix,
+        eos_id,
+        "EOS",
+        overrides.add_eos,
+    )?;
+    Ok(AddSpecial {
+        add_bos,
+        add_eos,
+        bos_source,
+        eos_source,
+        bos_id_from_post_processor,
+        eos_id_from_post_processor,
+    })
 }
 
 /// Why a post-processor could not be read; kept apart from [`VocabError`] so that it can be
@@ -145,12 +177,21 @@ impl PostProcessorError {
 }
 
 fn added_by(post_processor: Option<&Value>) -> Result<Added, PostProcessorError> {
-    let invalid = |message: String| PostProcessorError { unknown_type: false, message };
+    let invalid = |message: String| PostProcessorError {
+        unknown_type: false,
+        message,
+    };
     let Some(pp) = post_processor.filter(|v| !v.is_null()) else {
-        return Ok(Added { described: "no post-processor".into(), ..Added::default() });
+        return Ok(Added {
+            described: "no post-processor".into(),
+            ..Added::default()
+        });
     };
     let typ = pp.get("type").and_then(Value::as_str).unwrap_or("");
-    let mut added = Added { described: format!("post-processor {typ}"), ..Added::default() };
+    let mut added = Added {
+        described: format!("post-processor {typ}"),
+        ..Added::default()
+    };
     match typ {
         "ByteLevel" => {}
         "TemplateProcessing" => {
@@ -206,10 +247,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(pp: Value, bos: Option<u32>, eos: Option<u32>, o: AddSpecialOverride) -> Result<AddSpecial, VocabError> {
+    fn run(
+        pp: Value,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        o: AddSpecialOverride,
+    ) -> Result<AddSpecial, VocabError> {
         let tok = json!({ "post_processor": pp });
-        let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<x>"].iter().map(|s| s.to_string()).collect();
-        decide(Path::new("t/tokenizer.json"), tok.as_object().unwrap(), bos, eos, &tokens, o)
+        let tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<x>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        decide(
+            Path::new("t/tokenizer.json"),
+            tok.as_object().unwrap(),
+            bos,
+            eos,
+            &tokens,
+            o,
+        )
     }
 
     fn tp(single: Value, specials: Value) -> Value {
@@ -218,9 +274,18 @@ mod tests {
 
     #[test]
     fn sequence_wraps_each_processor_around_the_previous_output() {
-        let inner = tp(json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]), json!({"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}));
-        let outer = tp(json!([{"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}]), json!({"<x>": {"id": "<x>", "ids": [3], "tokens": ["<x>"]}, "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}));
-        let a = added_by(Some(&json!({"type": "Sequence", "processors": [inner, outer]}))).unwrap();
+        let inner = tp(
+            json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]),
+            json!({"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}),
+        );
+        let outer = tp(
+            json!([{"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}]),
+            json!({"<x>": {"id": "<x>", "ids": [3], "tokens": ["<x>"]}, "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}),
+        );
+        let a = added_by(Some(
+            &json!({"type": "Sequence", "processors": [inner, outer]}),
+        ))
+        .unwrap();
         assert_eq!((a.prefix, a.suffix), (vec![3, 1], vec![2]));
     }
 
@@ -230,35 +295,86 @@ mod tests {
             json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]),
             json!({"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}, "<x>": {"id": "<x>", "ids": [3], "tokens": ["<x>"]}}),
         );
-        let e = run(pp.clone(), Some(1), Some(2), AddSpecialOverride::default()).unwrap_err().to_string();
-        assert!(e.contains("<s> (id 1) <x> (id 3) before the text") && e.contains("--add-bos"), "{e}");
-        let forced = run(pp, Some(1), Some(2), AddSpecialOverride { add_bos: Some(false), add_eos: None }).unwrap();
+        let e = run(pp.clone(), Some(1), Some(2), AddSpecialOverride::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("<s> (id 1) <x> (id 3) before the text") && e.contains("--add-bos"),
+            "{e}"
+        );
+        let forced = run(
+            pp,
+            Some(1),
+            Some(2),
+            AddSpecialOverride {
+                add_bos: Some(false),
+                add_eos: None,
+            },
+        )
+        .unwrap();
         assert!(!forced.add_bos && forced.bos_source.contains("--add-bos false"));
     }
 
     #[test]
     fn without_a_bos_elsewhere_the_single_prefix_token_becomes_the_bos() {
-        let pp = tp(json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]), json!({"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}));
+        let pp = tp(
+            json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]),
+            json!({"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}),
+        );
         let a = run(pp, None, Some(2), AddSpecialOverride::default()).unwrap();
-        assert!(a.add_bos && a.bos_id_from_post_processor == Some(1), "{a:?}");
-        assert!(a.bos_source.contains("so it becomes the BOS"), "{}", a.bos_source);
+        assert!(
+            a.add_bos && a.bos_id_from_post_processor == Some(1),
+            "{a:?}"
+        );
+        assert!(
+            a.bos_source.contains("so it becomes the BOS"),
+            "{}",
+            a.bos_source
+        );
         // A prefix of another token when a BOS is set stays an error.
-        let other = tp(json!([{"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]), json!({"<x>": {"id": "<x>", "ids": [3], "tokens": ["<x>"]}}));
-        let e = run(other, Some(1), Some(2), AddSpecialOverride::default()).unwrap_err().to_string();
-        assert!(e.contains("<x> (id 3) before the text") && e.contains("the BOS token (<s> (id 1))"), "{e}");
+        let other = tp(
+            json!([{"SpecialToken": {"id": "<x>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]),
+            json!({"<x>": {"id": "<x>", "ids": [3], "tokens": ["<x>"]}}),
+        );
+        let e = run(other, Some(1), Some(2), AddSpecialOverride::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("<x> (id 3) before the text") && e.contains("the BOS token (<s> (id 1))"),
+            "{e}"
+        );
     }
 
     #[test]
     fn override_that_contradicts_the_file_says_so() {
-        let a = run(json!({"type": "RobertaProcessing", "cls": ["<s>", 1], "sep": ["</s>", 2]}), Some(1), Some(2), AddSpecialOverride { add_bos: None, add_eos: Some(false) }).unwrap();
+        let a = run(
+            json!({"type": "RobertaProcessing", "cls": ["<s>", 1], "sep": ["</s>", 2]}),
+            Some(1),
+            Some(2),
+            AddSpecialOverride {
+                add_bos: None,
+                add_eos: Some(false),
+            },
+        )
+        .unwrap();
         assert!(a.add_bos && !a.add_eos);
-        assert!(a.eos_source.starts_with("--add-eos false on the command line (overrides"), "{}", a.eos_source);
+        assert!(
+            a.eos_source
+                .starts_with("--add-eos false on the command line (overrides"),
+            "{}",
+            a.eos_source
+        );
     }
 
     #[test]
     fn malformed_template_processing_is_an_error_not_a_guess() {
-        let pp = tp(json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]), json!({}));
-        let e = run(pp, Some(1), Some(2), AddSpecialOverride::default()).unwrap_err().to_string();
+        let pp = tp(
+            json!([{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}]),
+            json!({}),
+        );
+        let e = run(pp, Some(1), Some(2), AddSpecialOverride::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no ids for \"<s>\""), "{e}");
     }
 }

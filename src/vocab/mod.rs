@@ -140,7 +140,11 @@ pub struct Vocab {
 impl Vocab {
     /// `vocab_size` = the model's config vocab_size (tokens beyond tokenizer size become "[PAD{id}]" type UNUSED=5).
     /// `overrides` = `--add-bos` / `--add-eos`, which replace the [`add_special`] rule.
-    pub fn from_checkpoint_dir(dir: &Path, vocab_size: usize, overrides: AddSpecialOverride) -> Result<Vocab, VocabError> {
+    pub fn from_checkpoint_dir(
+        dir: &Path,
+        vocab_size: usize,
+        overrides: AddSpecialOverride,
+    ) -> Result<Vocab, VocabError> {
         let tokenizer_path = dir.join("tokenizer.json");
         reject_other_upstream_paths(dir, &tokenizer_path)?;
         let tokenizer = read_json_object(&tokenizer_path)?;
@@ -191,12 +195,7 @@ impl Vocab {
             merges = read_merges_txt(&merges_txt)?;
         }
 
-        let special = special_vocab(
-            dir,
-            &tokenizer_config_path,
-            tokenizer_config,
-            &added,
-        )?;
+        let special = special_vocab(dir, &tokenizer_config_path, tokenizer_config, &added)?;
 
         let add_special = add_special::decide(
             &tokenizer_path,

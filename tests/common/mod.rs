@@ -43,7 +43,9 @@ pub struct Golden {
 impl Golden {
     pub fn load(ckpt: &str) -> Golden {
         let dir = fixtures().join("golden").join(ckpt);
-        let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+        let cases: Vec<Case> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap())
+                .unwrap();
         let bytes = std::fs::read(dir.join("tensors.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         let tensors = st
@@ -51,17 +53,28 @@ impl Golden {
             .into_iter()
             .map(|(name, view)| {
                 assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-                let v = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let v = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
                 (name, (view.shape().to_vec(), v))
             })
             .collect();
         Golden { cases, tensors }
     }
     pub fn case(&self, name: &str) -> &Case {
-        self.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no golden case {name}"))
+        self.cases
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no golden case {name}"))
     }
     pub fn tensor(&self, name: &str) -> &[f32] {
-        &self.tensors.get(name).unwrap_or_else(|| panic!("no golden tensor {name}")).1
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no golden tensor {name}"))
+            .1
     }
     pub fn shape(&self, name: &str) -> &[usize] {
         &self.tensors[name].0
@@ -79,9 +92,31 @@ pub fn convert_fixture(ckpt: &str, out: &Path, outtype: OutType) -> (PathBuf, Op
         verify: true,
         ..ConvertOptions::default()
     };
-    let report = convert::convert(&fixtures().join(ckpt), &opts).unwrap_or_else(|e| panic!("converting {ckpt}: {e}"));
-    let dec = report.written.iter().find(|p| !p.file_name().unwrap().to_str().unwrap().starts_with("mmproj-")).unwrap().clone();
-    let mm = report.written.iter().find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("mmproj-")).cloned();
+    let report = convert::convert(&fixtures().join(ckpt), &opts)
+        .unwrap_or_else(|e| panic!("converting {ckpt}: {e}"));
+    let dec = report
+        .written
+        .iter()
+        .find(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("mmproj-")
+        })
+        .unwrap()
+        .clone();
+    let mm = report
+        .written
+        .iter()
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("mmproj-")
+        })
+        .cloned();
     (dec, mm)
 }
 
@@ -98,7 +133,10 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn max_abs(a: &[f32]) -> f32 {
@@ -114,7 +152,10 @@ pub fn load_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
 /// The official prompt with each `<|vision_start|><|image_pad|><|vision_end|>` replaced by mtmd's
 /// marker: mtmd frames the image with vision_start/vision_end itself (reference §8).
 pub fn mtmd_prompt(prompt: &str) -> String {
-    prompt.replace("<|vision_start|><|image_pad|><|vision_end|>", llama_cpp_2::mtmd::mtmd_default_marker())
+    prompt.replace(
+        "<|vision_start|><|image_pad|><|vision_end|>",
+        llama_cpp_2::mtmd::mtmd_default_marker(),
+    )
 }
 
 /// Runs `cmd` expecting failure: a single stderr line mentioning every needle, no panic.
@@ -142,7 +183,11 @@ pub struct MistralDims {
 /// fixture's tokenizer files.
 pub fn write_mistral_checkpoint(dir: &Path, d: MistralDims) {
     std::fs::create_dir_all(dir).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
         std::fs::copy(fixtures().join("tiny").join(f), dir.join(f)).unwrap();
     }
     let vocab = 768;
@@ -180,10 +225,19 @@ pub fn write_mistral_checkpoint(dir: &Path, d: MistralDims) {
         ("model.layers.0.mlp.up_proj.weight", vec![d.ffn, h]),
         ("model.layers.0.mlp.down_proj.weight", vec![h, d.ffn]),
     ];
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes.into_iter().map(|(n, s)| (n.to_string(), s.clone(), rnd(s.iter().product()))).collect();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.clone(), rnd(s.iter().product())))
+        .collect();
     let views: Vec<_> = data
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
 }
