@@ -1047,6 +1047,141 @@ static std::vector<size_t> unicode_regex_split_custom_newlines(const std::string
     return bpe_offsets;
 }
 
+// artemis: the tekken pre-tokenizer without std::regex. libstdc++'s regex executor recurses once
+// per matched character, so a long run of one character (30 KB of 'a' or spaces) overflowed the
+// stack (issue 10). This reproduces, match for match, what std::regex did with the regex llama.cpp
+// uses for LLAMA_VOCAB_PRE_TYPE_TEKKEN on the "collapsed" text (see unicode_regex_split): ASCII
+// code points are themselves, other whitespace is \v, other letters are a letter of both cases,
+// other digits a digit; \s is C-locale isspace. Alternatives are tried in order (ECMAScript), each
+// with its greedy backtracking worked out:
+//   1 [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+
+//   2 [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*
+//   3 \p{N}   4  ?[^\s\p{L}\p{N}]+[\r\n/]*   5 \s*[\r\n]+   6 \s+(?!\S)   7 \s+
+// tools/check-tekken-split.sh compares it with the std::regex path on random strings.
+static std::vector<size_t> unicode_regex_split_custom_tekken(const std::string & text, const std::vector<size_t> & offsets) {
+    std::vector<size_t> bpe_offsets;
+    bpe_offsets.reserve(offsets.size());
+
+    const auto cpts = unicode_cpts_from_utf8(text);
+
+    struct cls { bool ws, letter, number, lower_ascii, upper_ascii; };
+    auto classify = [](uint32_t cpt) -> cls {
+        if (cpt < 128) {
+            const bool ws = cpt == ' ' || (cpt >= 0x09 && cpt <= 0x0D);
+            const bool lower = cpt >= 'a' && cpt <= 'z';
+            const bool upper = cpt >= 'A' && cpt <= 'Z';
+            return { ws, lower || upper, cpt >= '0' && cpt <= '9', lower, upper };
+        }
+        const auto flags = unicode_cpt_flags_from_cpt(cpt);
+        if (flags.is_whitespace) {
+            return { true, false, false, false, false };
+        }
+        const auto cat = flags.category_flag();
+        return { false, cat == unicode_cpt_flags::LETTER, cat == unicode_cpt_flags::NUMBER, false, false };
+    };
+
+    size_t start = 0;
+    for (auto offset : offsets) {
+        const size_t ini = start;
+        const size_t end = start + offset;
+        assert(end <= cpts.size());
+        start = end;
+
+        std::vector<cls> c(offset);
+        for (size_t i = 0; i < offset; ++i) {
+            c[i] = classify(cpts[ini + i]);
+        }
+        const size_t n = offset;
+        auto cpt_at = [&](size_t i) -> uint32_t { return cpts[ini + i]; };
+        auto is_upperish = [&](size_t i) { return c[i].letter && !c[i].lower_ascii; }; // (?=\p{L})[^a-z]
+        auto is_lowerish = [&](size_t i) { return c[i].letter && !c[i].upper_ascii; }; // (?=\p{L})[^A-Z]
+        auto is_other    = [&](size_t i) { return !c[i].ws && !c[i].letter && !c[i].number; };
+        auto is_lead     = [&](size_t i) { return cpt_at(i) != '\r' && cpt_at(i) != '\n' && !c[i].letter && !c[i].number; };
+
+        size_t pos = 0;
+        while (pos < n) {
+            size_t match_end = 0;
+
+            // 1 and 2: optional leading char, then letters
+            {
+                const size_t q = (is_lead(pos) && pos + 1 < n && c[pos + 1].letter) ? pos + 1 : pos;
+                size_t r = q;
+                while (r < n && c[r].letter) {
+                    r++;
+                }
+                if (r > q) {
+                    size_t j = q;
+                    while (j < r && is_upperish(j)) {
+                        j++;
+                    }
+                    if (j < r) {
+                        // c[j] is a lowercase ASCII letter: the lowercase run starts there
+                        size_t e = j;
+                        while (e < r && is_lowerish(e)) {
+                            e++;
+                        }
+                        match_end = e;
+                    } else {
+                        // all "uppercase": give back to the last letter that also counts as lowercase
+                        size_t i = r;
+                        while (i > q && !is_lowerish(i - 1)) {
+                            i--;
+                        }
+                        match_end = i > q ? i : r; // none: alternative 2 takes the whole run
+                    }
+                }
+            }
+            // 3
+            if (!match_end && c[pos].number) {
+                match_end = pos + 1;
+            }
+            // 4
+            if (!match_end) {
+                size_t t = SIZE_MAX;
+                if (cpt_at(pos) == ' ' && pos + 1 < n && is_other(pos + 1)) {
+                    t = pos + 1;
+                } else if (is_other(pos)) {
+                    t = pos;
+                }
+                if (t != SIZE_MAX) {
+                    while (t < n && is_other(t)) {
+                        t++;
+                    }
+                    while (t < n && (cpt_at(t) == '\r' || cpt_at(t) == '\n' || cpt_at(t) == '/')) {
+                        t++;
+                    }
+                    match_end = t;
+                }
+            }
+            // 5, 6, 7: a whitespace run
+            if (!match_end && c[pos].ws) {
+                size_t q = pos;
+                size_t last_rn = SIZE_MAX;
+                while (q < n && c[q].ws) {
+                    if (cpt_at(q) == '\r' || cpt_at(q) == '\n') {
+                        last_rn = q;
+                    }
+                    q++;
+                }
+                if (last_rn != SIZE_MAX) {
+                    match_end = last_rn + 1;
+                } else if (q - pos >= 2 && q < n) {
+                    match_end = q - 1;
+                } else {
+                    match_end = q;
+                }
+            }
+            if (!match_end) {
+                match_end = pos + 1; // unreachable: every code point belongs to one class above
+            }
+            bpe_offsets.push_back(match_end - pos);
+            pos = match_end;
+        }
+    }
+
+    return bpe_offsets;
+}
+
 static std::vector<size_t> unicode_regex_split_custom(const std::string & text, const std::string & regex_expr, const std::vector<size_t> & offsets) {
     std::vector<size_t> bpe_offsets;
 
@@ -1068,6 +1203,9 @@ static std::vector<size_t> unicode_regex_split_custom(const std::string & text, 
     } else if (regex_expr == "\\p{AFMoE_digits}") {
         // AFMOE digit pattern - use custom implementation for proper splitting
         bpe_offsets = unicode_regex_split_custom_afmoe(text, offsets);
+    } else if (regex_expr == "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+") {
+        // artemis: LLAMA_VOCAB_PRE_TYPE_TEKKEN, without std::regex's recursion
+        bpe_offsets = unicode_regex_split_custom_tekken(text, offsets);
     } else if (regex_expr == "[^\\n]+|[\\n]+") {
         bpe_offsets = unicode_regex_split_custom_newlines(text, offsets);
     } else if (regex_expr == "\\d{1,3}(?=(?:\\d{3})*\\b)") {
