@@ -138,7 +138,7 @@ pub struct Checkpoint {
 }
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CheckpointError::Io {
+    let text = crate::input::read_text_io(path).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -151,9 +151,14 @@ pub fn read_json(path: &Path) -> Result<serde_json::Value, CheckpointError> {
 impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         if !dir.is_dir() {
+            let message = if dir.exists() {
+                "not a directory (expected a checkpoint directory)"
+            } else {
+                "no such checkpoint directory"
+            };
             return Err(CheckpointError::Invalid {
                 path: dir.to_path_buf(),
-                message: "not a directory".into(),
+                message: message.into(),
             });
         }
         let config_path = dir.join("config.json");
@@ -256,7 +261,7 @@ impl Checkpoint {
         path: &Path,
         index: usize,
     ) -> Result<(Shard, Vec<(String, TensorEntry)>), CheckpointError> {
-        let file = std::fs::File::open(path).map_err(|source| CheckpointError::Io {
+        let file = crate::input::open_regular_io(path).map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
             source,
         })?;

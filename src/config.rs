@@ -247,7 +247,7 @@ impl Preprocessor {
             max_pixels: ARTEMIS_MAX_PIXELS,
             source: "official processor defaults (no preprocessor_config.json)".into(),
         };
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::input::read_text_io(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults),
             Err(e) => {

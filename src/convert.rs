@@ -44,6 +44,8 @@ pub enum ConvertError {
     },
     #[error("{path}: {message}")]
     Usage { path: PathBuf, message: String },
+    #[error("{flag}: {message}")]
+    Flag { flag: &'static str, message: String },
     #[error("{path}: verification failed: {message}")]
     Verify { path: PathBuf, message: String },
 }
@@ -130,6 +132,27 @@ fn resolve_outtype(arg: OutTypeArg, ckpt: &Checkpoint) -> OutType {
     }
 }
 
+/// `--name` becomes part of file names inside `-o`: a plain file name, nothing that could point
+/// elsewhere.
+fn check_model_name(name: &str) -> Result<(), ConvertError> {
+    let bad = |why: &str| {
+        Err(ConvertError::Flag {
+            flag: "--name",
+            message: format!("{name:?} {why}"),
+        })
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return bad("is not a usable file name");
+    }
+    if name.contains(['/', '\\', '\0']) {
+        return bad("must be a file name, without path separators");
+    }
+    if name.len() > 200 {
+        return bad("is longer than 200 bytes");
+    }
+    Ok(())
+}
+
 /// Plans the conversion of `ckpt` (reads only headers and JSON).
 pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, ConvertError> {
     let cfg_path = ckpt.config_path();
@@ -141,6 +164,7 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
             .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "model".into())
     });
+    check_model_name(&name)?;
     let outtype = resolve_outtype(opts.outtype, ckpt);
     let mm_outtype = resolve_outtype(opts.mmproj_outtype.unwrap_or(opts.outtype), ckpt);
 
@@ -587,11 +611,16 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
         });
     }
     ensure_out_dir(&opts.out_dir)?;
+    crate::cleanup::sweep_stale(&opts.out_dir);
     for f in &plan.files {
         let p = opts.out_dir.join(&f.file_name);
-        if p.exists() && !opts.force {
+        if std::fs::symlink_metadata(&p).is_ok() && !opts.force {
             return Err(ConvertError::Exists { path: p });
         }
+        crate::cleanup::check_replaceable(&p).map_err(|source| ConvertError::Io {
+            path: p.clone(),
+            source,
+        })?;
     }
     let threads = opts
         .threads
@@ -625,18 +654,13 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
             let report = pool.install(|| verify_file(&ckpt, f, tmp.tmp_path()))?;
             verified.push(report);
         }
-        pending.push((tmp, opts.out_dir.join(&f.file_name)));
+        pending.push(tmp);
     }
     pb.finish_and_clear();
-    // Every output is complete (and verified): only now do they appear under their names.
-    let mut written = Vec::new();
-    for (tmp, path) in pending {
-        tmp.commit().map_err(|source| ConvertError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(path);
-    }
+    // Every output is complete (and verified): only now do they appear under their names, all
+    // of them or none.
+    let written: Vec<PathBuf> = pending.iter().map(|t| t.dest().to_path_buf()).collect();
+    AtomicFile::commit_all(pending).map_err(|(path, source)| ConvertError::Io { path, source })?;
     Ok(ConvertReport {
         plan,
         written,

@@ -360,7 +360,7 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io_err)?;
+        let file = crate::input::open_regular_io(path).map_err(io_err)?;
         // SAFETY: read-only map; we only read it while `file` stays unmodified by us.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
         Self::parse(path, &map)
@@ -545,55 +545,56 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Writes `file` atomically: content goes to `<path>.tmp` in the same directory, is fsynced and
-/// renamed over `path` only when `write` succeeds. On error (or drop without commit) the temp
-/// file is removed.
+/// Writes a file atomically: content goes to a temp file beside `dest`
+/// (`<dest>.<pid>.artemis.tmp`, created exclusively, never through a link), is fsynced and
+/// renamed over `dest` only on commit; an existing `dest` that is not a regular file is refused.
+/// On error (or drop without commit) the temp file is removed; see [`crate::cleanup`].
 pub struct AtomicFile {
-    tmp: PathBuf,
+    tmp: crate::cleanup::TempFile,
     dest: PathBuf,
-    file: Option<std::fs::File>,
 }
 
 impl AtomicFile {
     pub fn create(dest: &Path) -> io::Result<AtomicFile> {
-        let mut tmp = dest.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let file = std::fs::File::create(&tmp)?;
-        crate::cleanup::register(&tmp);
+        crate::cleanup::check_replaceable(dest)?;
+        let tmp = crate::cleanup::TempFile::create(&crate::cleanup::temp_path_for(dest))?;
         Ok(AtomicFile {
             tmp,
             dest: dest.to_path_buf(),
-            file: Some(file),
         })
     }
     pub fn file(&mut self) -> &mut std::fs::File {
-        self.file.as_mut().expect("AtomicFile used after commit")
+        self.tmp.file()
     }
     pub fn tmp_path(&self) -> &Path {
-        &self.tmp
+        self.tmp.path()
+    }
+    pub fn dest(&self) -> &Path {
+        &self.dest
     }
     /// Flushes the temp file to disk (commit does it too; this lets a caller sync before
     /// deciding to commit).
     pub fn sync(&mut self) -> io::Result<()> {
         self.file().sync_all()
     }
-    pub fn commit(mut self) -> io::Result<()> {
-        let file = self.file.take().expect("AtomicFile committed twice");
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest)?;
-        crate::cleanup::unregister(&self.tmp);
-        Ok(())
+    pub fn commit(self) -> io::Result<()> {
+        Self::commit_all(vec![self]).map_err(|(_, e)| e)
     }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-            crate::cleanup::unregister(&self.tmp);
+    /// Commits several files as one: all are in place afterwards, or none (renames already made
+    /// are undone). On failure, the destination that failed and why.
+    pub fn commit_all(mut files: Vec<AtomicFile>) -> Result<(), (PathBuf, io::Error)> {
+        for f in &mut files {
+            f.sync().map_err(|e| (f.dest.clone(), e))?;
         }
+        let moves: Vec<(PathBuf, PathBuf)> = files
+            .iter()
+            .map(|f| (f.tmp.path().to_path_buf(), f.dest.clone()))
+            .collect();
+        crate::cleanup::commit_paths(&moves)?;
+        for f in files {
+            f.tmp.disarm();
+        }
+        Ok(())
     }
 }
 

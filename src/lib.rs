@@ -7,12 +7,14 @@
 pub mod chat;
 pub mod checkpoint;
 pub mod cleanup;
+pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod decoder;
 pub mod encode;
 pub mod engine;
 pub mod gguf;
+pub mod input;
 pub mod llama;
 pub mod mmproj;
 pub mod pipeline;

@@ -32,17 +32,6 @@ pub struct PipelineReport {
     pub two_step_disk_bytes: u64,
 }
 
-/// Removes the intermediate directory when dropped (success, error or panic); Ctrl-C is covered
-/// by the cleanup registry.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        crate::cleanup::unregister(&self.0);
-    }
-}
-
 fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
@@ -58,15 +47,16 @@ pub fn convert_and_quantize(
 ) -> Result<PipelineReport, PipelineError> {
     let out_dir = &opts.out_dir;
     convert::ensure_out_dir(out_dir)?;
-    let tmp = TempDir(out_dir.join(format!(".artemis-convert-{}.tmp", std::process::id())));
-    std::fs::create_dir_all(&tmp.0).map_err(|source| PipelineError::Io {
-        path: tmp.0.clone(),
+    crate::cleanup::sweep_stale(out_dir);
+    // The intermediates live in a run-scoped directory, removed on every exit path; after a
+    // SIGKILL the next run in this directory removes it.
+    let tmp = crate::cleanup::TempDir::create(out_dir).map_err(|source| PipelineError::Io {
+        path: out_dir.to_path_buf(),
         source,
     })?;
-    crate::cleanup::register(&tmp.0);
 
     let mut copts = opts.clone();
-    copts.out_dir = tmp.0.clone();
+    copts.out_dir = tmp.path().to_path_buf();
     copts.force = true;
     let report = convert::convert(ckpt, &copts)?;
     let mut written = Vec::new();
@@ -102,12 +92,16 @@ pub fn convert_and_quantize(
                 .into_owned(),
         };
         let dest = out_dir.join(&name);
-        if dest.exists() && !opts.force {
+        if std::fs::symlink_metadata(&dest).is_ok() && !opts.force {
             return Err(PipelineError::Exists { path: dest });
         }
+        crate::cleanup::check_replaceable(&dest).map_err(|source| PipelineError::Io {
+            path: dest.clone(),
+            source,
+        })?;
         let staged_path = match target {
             Some(t) => {
-                let staged_path = tmp.0.join(format!("q-{name}"));
+                let staged_path = tmp.path().join(format!("q-{name}"));
                 let q = quantize::quantize(
                     path,
                     Some(&staged_path),
@@ -129,13 +123,10 @@ pub fn convert_and_quantize(
         finals += size(&staged_path);
         staged.push((staged_path, dest));
     }
-    for (from, to) in staged {
-        std::fs::rename(&from, &to).map_err(|source| PipelineError::Io {
-            path: to.clone(),
-            source,
-        })?;
-        written.push(to);
-    }
+    // All outputs appear together or not at all.
+    crate::cleanup::commit_paths(&staged)
+        .map_err(|(path, source)| PipelineError::Io { path, source })?;
+    written.extend(staged.into_iter().map(|(_, to)| to));
     Ok(PipelineReport {
         written,
         quantized,

@@ -33,6 +33,13 @@ pub const MAX_ASPECT_RATIO: f64 = 200.0;
 /// Refuse resize targets above this many pixels (the official code has no cap; this one only
 /// keeps absurd `min_pixels` values from turning into multi-gigabyte allocations).
 pub const MAX_TARGET_PIXELS: u64 = 1 << 28;
+/// Image files larger than this are refused before reading.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+/// Images with more pixels than this (about 33.5 Mpx, e.g. 6700x5000) are refused from the
+/// header, before decoding: a small compressed file can declare a huge canvas.
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 25;
+/// Decoder allocation cap (16-bit RGBA at the pixel cap is 256 MiB).
+pub const MAX_DECODE_ALLOC: u64 = 320 << 20;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PreprocessError {
@@ -135,10 +142,25 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
         path: path.display().to_string(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let bytes =
+        crate::input::read_regular(path, MAX_IMAGE_FILE_BYTES).map_err(|e| err(e.to_string()))?;
     let format = image::guess_format(&bytes)
         .map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".to_string()))?;
-    image::load_from_memory_with_format(&bytes, format)
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format);
+    // The pixel budget is enforced from the header, before any pixel is decoded.
+    let (w, h) = reader()
+        .into_dimensions()
+        .map_err(|e| err(format!("{format:?} header: {e}")))?;
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(err(format!(
+            "{w}x{h} pixels, more than the {MAX_IMAGE_PIXELS} this tool decodes"
+        )));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    let mut r = reader();
+    r.limits(limits);
+    r.decode()
         .map_err(|e| err(format!("{format:?} decoding failed: {e}")))
 }
 

@@ -803,10 +803,11 @@ mod imatrix {
             path: path.to_path_buf(),
             message,
         };
-        let bytes = std::fs::read(path).map_err(|source| QuantizeError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            crate::input::read_regular_io(path, 16 << 30).map_err(|source| QuantizeError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let mut entries = if bytes.starts_with(b"GGUF") {
             from_gguf(path, &bytes)?
         } else {

@@ -239,24 +239,23 @@ fn existing_output_is_not_overwritten_without_force() {
 }
 
 #[test]
-fn disk_full_leaves_nothing_behind() {
-    // The temp file is a symlink to /dev/full: every write fails with ENOSPC.
+fn a_write_error_leaves_nothing_behind() {
+    // A file size limit of 64 KiB: the first output's writes fail (EFBIG), as on a full disk.
     let d = copy_fixture("tiny", "err-full");
     let out = d.parent().unwrap().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    std::os::unix::fs::symlink("/dev/full", out.join("x-f32.gguf.tmp")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_artemis-convert"));
+    cmd.args(["--to", "gguf"])
         .arg(&d)
         .arg("-o")
         .arg(&out)
-        .args(["--quiet", "--outtype", "f32", "--name", "x"])
-        .output()
-        .unwrap();
+        .args(["--quiet", "--outtype", "f32", "--name", "x"]);
+    limit_file_size(&mut cmd, 64 << 10);
+    let o = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
-        err.contains("x-f32.gguf") && err.contains("No space left"),
+        err.contains("x-f32.gguf") && err.contains("File too large"),
         "{err}"
     );
     let left: Vec<_> = std::fs::read_dir(&out)
@@ -294,20 +293,25 @@ fn dry_run_lists_every_tensor_and_key_and_writes_nothing() {
 
 #[test]
 fn failure_on_the_second_file_leaves_no_first_file() {
-    // The decoder is written fine; the mmproj's temp file hits a full disk: neither appears.
+    // The decoder (1068224 bytes) is written fine; the mmproj (1100000 bytes) exceeds the file
+    // size limit: neither appears.
     let d = copy_fixture("tiny", "err-second");
     let out = d.parent().unwrap().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    std::os::unix::fs::symlink("/dev/full", out.join("mmproj-x-f32.gguf.tmp")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
-        .args(["--to", "gguf"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_artemis-convert"));
+    cmd.args(["--to", "gguf"])
         .arg(&d)
         .arg("-o")
         .arg(&out)
-        .args(["--quiet", "--outtype", "f32", "--name", "x"])
-        .output()
-        .unwrap();
+        .args(["--quiet", "--outtype", "f32", "--name", "x"]);
+    limit_file_size(&mut cmd, 1_080_000);
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
+    assert!(
+        err.contains("mmproj-x-f32.gguf") && err.contains("File too large"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -352,7 +356,7 @@ fn ctrl_c_leaves_no_output_and_no_temp_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let tmp = out.join("m-q8_0.gguf.tmp");
+    let tmp = out.join(format!("m-q8_0.gguf.{}.artemis.tmp", child.id()));
     let start = std::time::Instant::now();
     while !tmp.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
         std::thread::sleep(std::time::Duration::from_millis(1));

@@ -221,9 +221,13 @@ fn expect_quant_error(args: &[&std::ffi::OsStr], needles: &[&str], must_not_exis
     expect_one_line_error(cmd, needles);
     if let Some(p) = must_not_exist {
         assert!(!p.exists(), "{} left behind", p.display());
-        let mut tmp = p.as_os_str().to_owned();
-        tmp.push(".tmp");
-        assert!(!Path::new(&tmp).exists(), "temp file left behind");
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let temps: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&name) && n.ends_with(".artemis.tmp"))
+            .collect();
+        assert!(temps.is_empty(), "temp file left behind: {temps:?}");
     }
 }
 

@@ -26,18 +26,21 @@ struct Args {
     /// Image file (repeatable; all go into one prompt) or a directory (batch mode).
     #[arg(long)]
     image: Vec<PathBuf>,
-    /// Prompt; without it, chat interactively.
+    /// Prompt; without it (and without -f), chat interactively.
     #[arg(short = 'p', long = "prompt")]
     prompt: Option<String>,
+    /// Read the prompt from a file (as llama.cpp's -f).
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    file: Option<PathBuf>,
     /// System message.
     #[arg(long)]
     system: Option<String>,
     /// Caption every image separately (one JSON line each) instead of one prompt with all images.
     #[arg(long)]
     batch: bool,
-    /// Tokens to generate.
-    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
-    n_predict: usize,
+    /// Tokens to generate (at most 1048576); -1: until the context is full.
+    #[arg(short = 'n', long = "n-predict", default_value = "256", allow_hyphen_values = true, value_parser = artemis_gguf::cli::parse_predict)]
+    n_predict: artemis_gguf::cli::Predict,
     /// Temperature (0 = greedy).
     #[arg(long, default_value_t = 0.8)]
     temp: f32,
@@ -53,17 +56,19 @@ struct Args {
     #[arg(short = 's', long)]
     seed: Option<u32>,
     /// Context size (default: prompt + images + -n; 4096 for interactive chat).
-    #[arg(short = 'c', long = "ctx-size")]
-    ctx_size: Option<u32>,
-    /// Threads (default: all cores).
-    #[arg(short = 't', long)]
-    threads: Option<i32>,
-    /// Decoder layers to offload to the GPU: a number or "all".
+    /// 0: the model's training context.
+    #[arg(short = 'c', long = "ctx-size", allow_hyphen_values = true, value_parser = artemis_gguf::cli::parse_ctx)]
+    ctx_size: Option<artemis_gguf::cli::CtxSize>,
+    /// Threads (default and -1: all cores; at most 512).
+    #[arg(short = 't', long, allow_hyphen_values = true, value_parser = |s: &str| artemis_gguf::cli::parse_threads("-t", s))]
+    threads: Option<usize>,
+    /// Decoder layers to offload to the GPU (-ngl N as in llama.cpp): a number, "all"/"auto", or
+    /// a negative number (all).
     #[arg(
         long = "n-gpu-layers",
-        visible_alias = "ngl",
-        short_alias = 'g',
-        default_value = "0"
+        visible_alias = "gpu-layers",
+        default_value = "0",
+        allow_hyphen_values = true
     )]
     n_gpu_layers: String,
     /// Keep the mmproj on the CPU.
@@ -152,19 +157,30 @@ fn print_timings(r: &Reply) {
     );
 }
 
-fn run(args: Args) -> Result<u8, String> {
+/// A context size computed from the prompt and -n, refused (not wrapped) when beyond -c's bound.
+fn auto_ctx(tokens: usize) -> Result<u32, String> {
+    u32::try_from(tokens)
+        .ok()
+        .filter(|&t| t <= artemis_gguf::cli::MAX_CTX)
+        .ok_or_else(|| format!("the prompt and -n need {tokens} tokens of context, more than the {} that -c allows", artemis_gguf::cli::MAX_CTX))
+}
+
+/// Prompt files larger than this are refused (a prompt that size would not fit any context).
+const MAX_PROMPT_FILE_BYTES: u64 = 16 << 20;
+
+fn run(mut args: Args) -> Result<u8, String> {
+    if let Some(f) = &args.file {
+        let bytes = artemis_gguf::input::read_regular(f, MAX_PROMPT_FILE_BYTES)
+            .map_err(|x| format!("-f {}: {x}", f.display()))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| format!("-f {}: not valid UTF-8", f.display()))?;
+        args.prompt = Some(text);
+    }
     let e = |x: chat::ChatError| x.to_string();
-    let n_gpu_layers = match args.n_gpu_layers.as_str() {
-        "all" => 999,
-        n => n
-            .parse::<u32>()
-            .map_err(|_| format!("-ngl {n:?}: expected a number or \"all\""))?,
-    };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() as i32)
-            .unwrap_or(4)
-    });
+    let n_gpu_layers = artemis_gguf::cli::parse_gpu_layers(&args.n_gpu_layers)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(artemis_gguf::cli::default_threads) as i32;
     let engine = Engine::load(
         &args.model,
         EngineOptions {
@@ -186,6 +202,23 @@ fn run(args: Args) -> Result<u8, String> {
         eprintln!("artemis-chat: warning: this build has no GPU backend; -ngl {} ignored (build with --features cuda)", args.n_gpu_layers);
     }
     let template = ChatTemplate::from_gguf(&args.model).map_err(e)?;
+    // -n -1: generate until the context is full; the automatic context then leaves 4096 tokens.
+    use artemis_gguf::cli::{CtxSize, Predict};
+    let (max_tokens, predict_for_ctx) = match args.n_predict {
+        Predict::Tokens(n) => (n, n),
+        Predict::UntilContextFull => (usize::MAX, 4096),
+    };
+    // -c 0: the model's training context.
+    let fixed_ctx: Option<u32> = match args.ctx_size {
+        None => None,
+        Some(CtxSize::Training) => Some(
+            engine
+                .model
+                .n_ctx_train()
+                .clamp(1, artemis_gguf::cli::MAX_CTX),
+        ),
+        Some(CtxSize::Tokens(c)) => Some(c),
+    };
     let mut vision = match &args.mmproj {
         Some(mm) => {
             // Budget: the mmproj's (official) unless overridden; see Vision::load.
@@ -235,10 +268,12 @@ fn run(args: Args) -> Result<u8, String> {
     match (&args.prompt, batch) {
         (Some(prompt), true) => {
             // Batch captioning: model and mmproj loaded once, context reset between images.
-            let n_ctx = args.ctx_size.unwrap_or(
-                (engine.tokenize(prompt, true).len() + 64 + max_image_tokens + args.n_predict)
-                    as u32,
-            );
+            let n_ctx = match fixed_ctx {
+                Some(c) => c,
+                None => auto_ctx(
+                    engine.tokenize(prompt, true).len() + 64 + max_image_tokens + predict_for_ctx,
+                )?,
+            };
             let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
@@ -258,7 +293,7 @@ fn run(args: Args) -> Result<u8, String> {
                         &[&bmp],
                         prompt,
                         &sampling,
-                        args.n_predict,
+                        max_tokens,
                         |_| {},
                     )
                 }) {
@@ -291,7 +326,7 @@ fn run(args: Args) -> Result<u8, String> {
                 None => Vec::new(),
             };
             let refs: Vec<_> = bitmaps.iter().collect();
-            let n_ctx = match args.ctx_size {
+            let n_ctx = match fixed_ctx {
                 Some(c) => c,
                 None => {
                     let probe = chat::to_mtmd_prompt(
@@ -306,13 +341,15 @@ fn run(args: Args) -> Result<u8, String> {
                             .total_tokens(),
                         None => engine.tokenize(&probe, true).len(),
                     };
-                    (prompt_tokens
-                        + args
-                            .system
-                            .as_ref()
-                            .map_or(0, |s| engine.tokenize(s, false).len() + 8)
-                        + args.n_predict
-                        + 1) as u32
+                    auto_ctx(
+                        prompt_tokens
+                            + args
+                                .system
+                                .as_ref()
+                                .map_or(0, |s| engine.tokenize(s, false).len() + 8)
+                            + predict_for_ctx
+                            + 1,
+                    )?
                 }
             };
             let session = engine.session(n_ctx).map_err(|x| x.to_string())?;
@@ -330,7 +367,7 @@ fn run(args: Args) -> Result<u8, String> {
                     &refs,
                     prompt,
                     &sampling,
-                    args.n_predict,
+                    max_tokens,
                     |piece| {
                         if !json {
                             printer.print(piece)
@@ -352,7 +389,7 @@ fn run(args: Args) -> Result<u8, String> {
         }
         (None, _) => {
             let session = engine
-                .session(args.ctx_size.unwrap_or(4096))
+                .session(fixed_ctx.unwrap_or(4096))
                 .map_err(|x| x.to_string())?;
             let mut conv = Conversation::new(session, &template, args.system.clone(), thinking);
             let opens_think = conv.opens_thinking().map_err(e)?;
@@ -366,15 +403,19 @@ fn run(args: Args) -> Result<u8, String> {
                 if tty {
                     eprint!("> ");
                 }
-                let mut line = String::new();
+                let mut raw = Vec::new();
                 if stdin
                     .lock()
-                    .read_line(&mut line)
-                    .map_err(|x| x.to_string())?
+                    .read_until(b'\n', &mut raw)
+                    .map_err(|x| format!("reading standard input: {x}"))?
                     == 0
                 {
                     break;
                 }
+                let Ok(line) = String::from_utf8(raw) else {
+                    eprintln!("artemis-chat: that line is not valid UTF-8; nothing was sent");
+                    continue;
+                };
                 let line = line.trim_end_matches(['\n', '\r']);
                 if let Some(p) = line.strip_prefix("/image ") {
                     pending.push(PathBuf::from(p.trim()));
@@ -419,7 +460,7 @@ fn run(args: Args) -> Result<u8, String> {
                     &refs,
                     line,
                     &sampling,
-                    args.n_predict,
+                    max_tokens,
                     |p| printer.print(p),
                 ) {
                     Ok(r) => {
@@ -438,7 +479,9 @@ fn run(args: Args) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
+    match run(Args::parse_from(artemis_gguf::cli::llama_style_args(
+        std::env::args_os(),
+    ))) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("artemis-chat: {e}");

@@ -51,7 +51,7 @@ struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Worker threads (default: all cores).
-    #[arg(short = 't', long)]
+    #[arg(short = 't', long, value_parser = |s: &str| artemis_gguf::cli::parse_threads("--threads", s))]
     threads: Option<usize>,
     /// Overwrite existing output files.
     #[arg(long)]
@@ -79,11 +79,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = ctrlc::set_handler(|| {
-        artemis_gguf::cleanup::remove_all();
-        eprintln!("artemis-convert: interrupted; temporary files removed");
-        std::process::exit(130);
-    });
+    artemis_gguf::cleanup::install_signal_handler("artemis-convert");
     let Target::Gguf = args.to;
     let opts = ConvertOptions {
         out_dir: args.out_dir.clone(),

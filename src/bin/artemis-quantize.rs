@@ -125,10 +125,7 @@ fn run(args: Args) -> Result<(), String> {
         keep_split: args.keep_split,
         dry_run: args.dry_run,
         threads: threads
-            .map(|s| {
-                s.parse::<usize>()
-                    .map_err(|_| format!("THREADS {s:?} is not a number"))
-            })
+            .map(|s| artemis_gguf::cli::parse_threads("THREADS", s))
             .transpose()?,
         force: args.force,
         quiet: args.quiet,
@@ -180,11 +177,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let _ = ctrlc::set_handler(|| {
-        artemis_gguf::cleanup::remove_all();
-        eprintln!("artemis-quantize: interrupted; temporary files removed");
-        std::process::exit(130);
-    });
+    artemis_gguf::cleanup::install_signal_handler("artemis-quantize");
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

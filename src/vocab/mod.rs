@@ -1098,9 +1098,11 @@ fn py_truthy(value: Option<&Value>) -> bool {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, VocabError> {
-    std::fs::read(path).map_err(|source| VocabError::Read {
-        path: path.to_path_buf(),
-        source,
+    crate::input::read_regular_io(path, crate::input::MAX_JSON_BYTES).map_err(|source| {
+        VocabError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 

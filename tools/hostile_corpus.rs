@@ -1,0 +1,620 @@
+//! Hostile-input corpus for artemis-convert, artemis-quantize and artemis-chat (issue 10).
+//!
+//! `generate` writes broken and hostile inputs under `dir` and returns one [`Case`] per command
+//! line to try, grouped by class. `tests/hostile_input.rs` runs every case and checks: the exit
+//! status, no panic, abort or death by signal, no hang (time limit), one error line naming the
+//! culprit, and no file left in the run's directory. Add a case here, not in the test.
+//!
+//! Used from the test suite through `#[path]`; it needs nothing but std and libc.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bin {
+    Convert,
+    Quantize,
+    Chat,
+}
+
+#[derive(Clone, Debug)]
+pub enum Expect {
+    /// Non-zero exit with one stderr line that contains every needle.
+    Error(Vec<String>),
+    /// Exit 0, stderr contains every needle (a reported error the command survived, a warning).
+    Survives(Vec<String>),
+    /// A command-line usage error in clap's own format: exit 2, first line `error: …` with every
+    /// needle.
+    Usage(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub class: &'static str,
+    pub name: String,
+    pub bin: Bin,
+    pub args: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+    pub expect: Expect,
+}
+
+/// Known-good files the cases start from.
+pub struct Inputs {
+    /// f32 decoder and mmproj converted from fixtures/tiny.
+    pub dec: PathBuf,
+    pub mm: PathBuf,
+    /// fixtures/tiny (a checkpoint directory).
+    pub tiny: PathBuf,
+    /// A small valid PNG.
+    pub image: PathBuf,
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn v(items: &[&str]) -> Vec<String> {
+    items.iter().map(|x| x.to_string()).collect()
+}
+
+fn err(needles: &[&str]) -> Expect {
+    Expect::Error(v(needles))
+}
+
+fn usage(needles: &[&str]) -> Expect {
+    Expect::Usage(v(needles))
+}
+
+fn case(
+    class: &'static str,
+    name: impl Into<String>,
+    bin: Bin,
+    args: Vec<String>,
+    expect: Expect,
+) -> Case {
+    Case {
+        class,
+        name: name.into(),
+        bin,
+        args,
+        stdin: None,
+        expect,
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// A PNG with a valid signature and IHDR but nothing else: the header claims `w` x `h`.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(b"IHDR");
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&ihdr);
+    out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // A tiny (invalid) IDAT and the IEND, so that a header reader gets past the metadata.
+    for (kind, data) in [
+        (&b"IDAT"[..], &b"\x78\x9c\x03\x00"[..]),
+        (&b"IEND"[..], &b""[..]),
+    ] {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+pub fn generate(dir: &Path, inp: &Inputs) -> Vec<Case> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cases = Vec::new();
+    let (dec, mm) = (s(&inp.dec), s(&inp.mm));
+    let chat = |extra: &[&str]| {
+        let mut a = vec![
+            dec.clone(),
+            "-n".into(),
+            "2".into(),
+            "--temp".into(),
+            "0".into(),
+            "-t".into(),
+            "2".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+
+    // --- tokenizer: long runs of one character (std::regex recursion overflowed the stack) ----
+    for (tag, ch) in [
+        ("a", "a"),
+        ("equals", "="),
+        ("space", " "),
+        ("newline", "\n"),
+        ("e-acute", "é"),
+        ("digit", "7"),
+    ] {
+        let f = dir.join(format!("prompt-1mib-{tag}.txt"));
+        std::fs::write(&f, ch.repeat((1 << 20) / ch.len())).unwrap();
+        // The prompt tokenizes (the old crash), then cannot fit -c 512: a clean error.
+        cases.push(case(
+            "tokenizer",
+            format!("1 MiB of {tag:?} via -f"),
+            Bin::Chat,
+            chat(&["-c", "512", "-f", &s(&f)]),
+            err(&["context holds 512", "raise -c"]),
+        ));
+    }
+    let long_system = "=".repeat(100_000);
+    cases.push(case(
+        "tokenizer",
+        "100 KB --system of '='",
+        Bin::Chat,
+        chat(&["-c", "512", "-p", "hi", "--system", &long_system]),
+        err(&["context holds 512"]),
+    ));
+    let mut line = "a".repeat(1 << 20);
+    line.push_str("\n/exit\n");
+    cases.push(Case {
+        stdin: Some(line.into_bytes()),
+        ..case(
+            "tokenizer",
+            "1 MiB interactive line",
+            Bin::Chat,
+            chat(&["-c", "512"]),
+            Expect::Survives(v(&["context holds 512"])),
+        )
+    });
+    let mut bad_utf8 = b"\xff\xfe not utf-8\n".to_vec();
+    bad_utf8.extend_from_slice(b"/exit\n");
+    cases.push(Case {
+        stdin: Some(bad_utf8),
+        ..case(
+            "tokenizer",
+            "invalid UTF-8 interactive line",
+            Bin::Chat,
+            chat(&["-c", "512"]),
+            Expect::Survives(v(&["not valid UTF-8"])),
+        )
+    });
+
+    // --- flags: llama.cpp spellings and bounds -----------------------------------------------
+    for ngl in ["99", "all", "auto", "-1"] {
+        cases.push(case(
+            "flags",
+            format!("-ngl {ngl} (CPU build)"),
+            Bin::Chat,
+            chat(&["-p", "hi", "-ngl", ngl]),
+            Expect::Survives(v(&["no GPU backend"])),
+        ));
+    }
+    cases.push(case(
+        "flags",
+        "-ngl=99",
+        Bin::Chat,
+        chat(&["-p", "hi", "-ngl=99"]),
+        Expect::Survives(v(&["no GPU backend"])),
+    ));
+    cases.push(case(
+        "flags",
+        "--gpu-layers 0",
+        Bin::Chat,
+        chat(&["-p", "hi", "--gpu-layers", "0"]),
+        Expect::Survives(vec![]),
+    ));
+    for (bad, needle) in [
+        ("gl", "-ngl \"gl\""),
+        ("99999999999", "-ngl \"99999999999\""),
+        ("1.5", "-ngl \"1.5\""),
+    ] {
+        cases.push(case(
+            "flags",
+            format!("-ngl {bad}"),
+            Bin::Chat,
+            chat(&["-p", "hi", "-ngl", bad]),
+            err(&[needle]),
+        ));
+    }
+    for t in ["0", "100000", "-3", "many"] {
+        cases.push(case(
+            "flags",
+            format!("chat -t {t}"),
+            Bin::Chat,
+            vec![dec.clone(), "-p".into(), "hi".into(), "-t".into(), t.into()],
+            usage(&["-t", "1 to 512"]),
+        ));
+    }
+    for n in ["4294967296", "-5", "2000000"] {
+        cases.push(case(
+            "flags",
+            format!("chat -n {n}"),
+            Bin::Chat,
+            vec![dec.clone(), "-p".into(), "hi".into(), "-n".into(), n.into()],
+            usage(&["-n", &format!("{n:?}")]),
+        ));
+    }
+    for c in ["99999999999", "-1", "x"] {
+        cases.push(case(
+            "flags",
+            format!("chat -c {c}"),
+            Bin::Chat,
+            vec![dec.clone(), "-p".into(), "hi".into(), "-c".into(), c.into()],
+            usage(&["-c", &format!("{c:?}")]),
+        ));
+    }
+    // llama.cpp's own meanings: -t -1 = all cores, -n -1 = until the context is full, -c 0 =
+    // the model's training context.
+    cases.push(case(
+        "flags",
+        "chat -t -1 -n -1 -c 64",
+        Bin::Chat,
+        vec![
+            dec.clone(),
+            "-p".into(),
+            "hi".into(),
+            "-t".into(),
+            "-1".into(),
+            "-n".into(),
+            "-1".into(),
+            "-c".into(),
+            "64".into(),
+            "--temp".into(),
+            "0".into(),
+        ],
+        Expect::Survives(vec![]),
+    ));
+    cases.push(case(
+        "flags",
+        "chat -c 0 -n 1",
+        Bin::Chat,
+        vec![
+            dec.clone(),
+            "-p".into(),
+            "hi".into(),
+            "-c".into(),
+            "0".into(),
+            "-n".into(),
+            "1".into(),
+        ],
+        Expect::Survives(vec![]),
+    ));
+    let out = dir.join("out-never");
+    for t in ["0", "100000"] {
+        cases.push(case(
+            "flags",
+            format!("convert --threads {t}"),
+            Bin::Convert,
+            vec![
+                "--to".into(),
+                "gguf".into(),
+                s(&inp.tiny),
+                "-o".into(),
+                s(&out),
+                "--threads".into(),
+                t.into(),
+            ],
+            usage(&["--threads", "1 to 512"]),
+        ));
+        cases.push(case(
+            "flags",
+            format!("quantize THREADS {t}"),
+            Bin::Quantize,
+            vec![dec.clone(), s(&dir.join("q.gguf")), "q8_0".into(), t.into()],
+            err(&["THREADS", "1 to 512"]),
+        ));
+    }
+    cases.push(case(
+        "flags",
+        "convert --add-bos yes",
+        Bin::Convert,
+        vec![
+            "--to".into(),
+            "gguf".into(),
+            s(&inp.tiny),
+            "--dry-run".into(),
+            "--add-bos".into(),
+            "yes".into(),
+        ],
+        usage(&["--add-bos"]),
+    ));
+
+    // --- inputs that are not regular files: FIFOs hang a naive open, devices stream forever -----
+    let fifo = dir.join("a.fifo");
+    mkfifo(&fifo);
+    let fifo_ckpt = dir.join("fifo-ckpt");
+    std::fs::create_dir_all(&fifo_ckpt).unwrap();
+    mkfifo(&fifo_ckpt.join("config.json"));
+    let a_dir = dir.join("a-directory");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    for (what, path, label) in [
+        ("FIFO", s(&fifo), "a FIFO"),
+        ("/dev/zero", "/dev/zero".to_string(), "a device"),
+        ("directory", s(&a_dir), "a directory"),
+    ] {
+        cases.push(case(
+            "non-regular input",
+            format!("{what} as the model"),
+            Bin::Chat,
+            vec![path.clone(), "-p".into(), "hi".into()],
+            err(&[&path, label]),
+        ));
+        cases.push(case(
+            "non-regular input",
+            format!("{what} as --mmproj"),
+            Bin::Chat,
+            chat(&["-p", "hi", "--mmproj", &path]),
+            err(&[&path, label]),
+        ));
+        cases.push(case(
+            "non-regular input",
+            format!("{what} as -f"),
+            Bin::Chat,
+            chat(&["-f", &path]),
+            err(&[&path, label]),
+        ));
+        cases.push(case(
+            "non-regular input",
+            format!("{what} as quantize input"),
+            Bin::Quantize,
+            vec![path.clone(), s(&dir.join("q.gguf")), "q8_0".into()],
+            err(&[&path, label]),
+        ));
+        if what != "directory" {
+            cases.push(case(
+                "non-regular input",
+                format!("{what} as --image"),
+                Bin::Chat,
+                chat(&["--mmproj", &mm, "-p", "hi", "--image", &path]),
+                err(&[&path, label]),
+            ));
+        }
+    }
+    cases.push(case(
+        "non-regular input",
+        "FIFO as config.json",
+        Bin::Convert,
+        vec![
+            "--to".into(),
+            "gguf".into(),
+            s(&fifo_ckpt),
+            "--dry-run".into(),
+        ],
+        err(&["config.json", "a FIFO"]),
+    ));
+    let missing = dir.join("no-such-checkpoint");
+    cases.push(case(
+        "non-regular input",
+        "missing checkpoint directory",
+        Bin::Convert,
+        vec![
+            "--to".into(),
+            "gguf".into(),
+            s(&missing),
+            "--dry-run".into(),
+        ],
+        err(&["no-such-checkpoint", "no such checkpoint directory"]),
+    ));
+
+    // --- images: the pixel budget is enforced from the header, before decoding --------------
+    let images: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "60000x60000 PNG header",
+            png_header_only(60_000, 60_000),
+            "more than the",
+        ),
+        (
+            "100000x400 PNG header",
+            png_header_only(100_000, 400),
+            "more than the",
+        ),
+        ("empty file", Vec::new(), "unrecognized image format"),
+        (
+            "text as .png",
+            b"just some text".to_vec(),
+            "unrecognized image format",
+        ),
+        ("PNG signature only", b"\x89PNG\r\n\x1a\n".to_vec(), "PNG"),
+        ("JPEG SOI only", b"\xff\xd8\xff".to_vec(), "Jpeg"),
+        (
+            "GIF (unsupported)",
+            b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            "not supported",
+        ),
+    ];
+    for (name, bytes, needle) in images {
+        let f = dir.join(format!("img-{}.png", name.replace([' ', '(', ')'], "_")));
+        std::fs::write(&f, bytes).unwrap();
+        cases.push(case(
+            "image",
+            name,
+            Bin::Chat,
+            chat(&["--mmproj", &mm, "-p", "hi", "--image", &s(&f)]),
+            err(&[&s(&f), needle]),
+        ));
+    }
+    let real = std::fs::read(&inp.image).unwrap();
+    let truncated = dir.join("img-truncated.png");
+    std::fs::write(&truncated, &real[..real.len() / 2]).unwrap();
+    cases.push(case(
+        "image",
+        "PNG cut in half",
+        Bin::Chat,
+        chat(&["--mmproj", &mm, "-p", "hi", "--image", &s(&truncated)]),
+        err(&[&s(&truncated), "decoding failed"]),
+    ));
+
+    // --- outputs: nothing written outside -o, through a link, or over a non-file ---------------
+    let conv = |extra: &[&str]| {
+        let mut a = vec![
+            "--to".to_string(),
+            "gguf".into(),
+            s(&inp.tiny),
+            "--quiet".into(),
+            "--outtype".into(),
+            "f32".into(),
+        ];
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    for name in ["../escaped", "a/b", "", "..", "/abs"] {
+        cases.push(case(
+            "outputs",
+            format!("--name {name:?}"),
+            Bin::Convert,
+            conv(&["-o", "out", "--name", name]),
+            err(&["--name"]),
+        ));
+    }
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let planted = dir.join("planted-out");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("x-f32.gguf")).unwrap();
+    mkfifo(&planted.join("mmproj-x-f32.gguf"));
+    cases.push(case(
+        "outputs",
+        "output name is a symlink (no --force)",
+        Bin::Convert,
+        conv(&["-o", &s(&planted), "--name", "x"]),
+        err(&["x-f32.gguf", "already exists"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "output name is a symlink (--force)",
+        Bin::Convert,
+        conv(&[
+            "-o",
+            &s(&planted),
+            "--name",
+            "x",
+            "--force",
+            "--only",
+            "decoder",
+        ]),
+        err(&["x-f32.gguf", "not a regular file (a symbolic link)"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "output name is a FIFO (--force)",
+        Bin::Convert,
+        conv(&[
+            "-o",
+            &s(&planted),
+            "--name",
+            "x",
+            "--force",
+            "--only",
+            "mmproj",
+        ]),
+        err(&["mmproj-x-f32.gguf", "not a regular file (a FIFO)"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "--quantize onto a symlink (--force)",
+        Bin::Convert,
+        conv(&[
+            "-o",
+            &s(&planted),
+            "--name",
+            "x",
+            "--force",
+            "--only",
+            "decoder",
+            "--quantize",
+            "f32",
+        ]),
+        err(&["x-f32.gguf", "not a regular file"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "-o is a regular file",
+        Bin::Convert,
+        conv(&["-o", &s(&victim)]),
+        err(&["victim.txt", "cannot create the output directory"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize onto /dev/null (--force)",
+        Bin::Quantize,
+        vec![
+            "--force".into(),
+            dec.clone(),
+            "/dev/null".into(),
+            "q8_0".into(),
+        ],
+        err(&["/dev/null", "not a regular file (a device)"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize onto /dev/null",
+        Bin::Quantize,
+        vec![dec.clone(), "/dev/null".into(), "q8_0".into()],
+        err(&["/dev/null", "already exists"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize onto a symlink (--force)",
+        Bin::Quantize,
+        vec![
+            "--force".into(),
+            dec.clone(),
+            s(&planted.join("x-f32.gguf")),
+            "q8_0".into(),
+        ],
+        err(&["x-f32.gguf", "not a regular file (a symbolic link)"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize mmproj onto a FIFO (--force)",
+        Bin::Quantize,
+        vec![
+            "--force".into(),
+            mm.clone(),
+            s(&planted.join("mmproj-x-f32.gguf")),
+            "q8_0".into(),
+        ],
+        err(&["mmproj-x-f32.gguf", "not a regular file (a FIFO)"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize into a missing directory",
+        Bin::Quantize,
+        vec![dec.clone(), "no/such/dir/q.gguf".into(), "q8_0".into()],
+        err(&["no/such/dir/q.gguf"]),
+    ));
+    cases.push(case(
+        "outputs",
+        "quantize output = input",
+        Bin::Quantize,
+        vec!["--force".into(), dec.clone(), dec.clone(), "q8_0".into()],
+        err(&["equals the input"]),
+    ));
+
+    cases
+}
