@@ -94,7 +94,11 @@ fn expect_arch(path: &Path, want_clip: bool) -> Result<GgufFile, EngineError> {
     match (want_clip, arch == "clip") {
         (true, false) => Err(EngineError::Load { path: path.to_path_buf(), message: format!("not an mmproj (general.architecture = {arch:?}); pass the decoder GGUF as MODEL and this file's mmproj with --mmproj") }),
         (false, true) => Err(EngineError::Load { path: path.to_path_buf(), message: "this is an mmproj (general.architecture = \"clip\"), not a decoder; pass it with --mmproj".into() }),
-        _ => Ok(gguf),
+        _ => {
+            let check = if want_clip { crate::validate::mmproj(&gguf) } else { crate::validate::decoder(&gguf) };
+            check.map_err(|message| EngineError::Load { path: path.to_path_buf(), message: format!("invalid {}: {message}", if want_clip { "mmproj" } else { "model" }) })?;
+            Ok(gguf)
+        }
     }
 }
 

@@ -209,7 +209,8 @@ impl GgmlType {
         if row_len == 0 || row_len % blk != 0 {
             return None;
         }
-        Some(n_elements / blk * bytes)
+        // checked: a hostile header's [2^31, 2^31] F32 must not wrap to 0 bytes
+        (n_elements / blk).checked_mul(bytes)
     }
 }
 
@@ -426,7 +427,17 @@ impl GgufFile {
         }
         let data_offset = align_up(r.pos, alignment);
         let file_size = bytes.len() as u64;
+        let mut seen = std::collections::HashSet::new();
         for t in &tensors {
+            if !seen.insert(t.name.as_str()) {
+                return Err(r.corrupt(&format!("tensor {} appears twice", t.name)));
+            }
+            if t.ne.is_empty() || t.ne.iter().any(|&n| n == 0 || n > i64::MAX as u64) {
+                return Err(r.corrupt(&format!("tensor {} has shape {:?}: every tensor needs 1 to 4 dimensions of 1 to 2^63-1 elements", t.name, t.ne)));
+            }
+            if t.offset % alignment != 0 {
+                return Err(r.corrupt(&format!("tensor {} starts at data offset {}, not a multiple of the alignment {alignment}", t.name, t.offset)));
+            }
             let nbytes =
                 t.ne.iter()
                     .try_fold(1u64, |a, &n| a.checked_mul(n))
@@ -606,21 +617,37 @@ pub fn copy_with(
     edit_metadata: impl FnOnce(Vec<(String, MetaValue)>) -> Vec<(String, MetaValue)>,
     keep: impl Fn(&TensorInfo) -> bool,
 ) -> Result<(), GgufError> {
+    rewrite(src, dst, edit_metadata, |t| keep(t).then(|| t.clone()))
+}
+
+/// [`copy_with`] that may also rename, reshape or retype tensor headers (`edit` returns the new
+/// header, None drops the tensor); each tensor's bytes are copied unchanged. For building test
+/// corpora of inconsistent files.
+pub fn rewrite(
+    src: &Path,
+    dst: &Path,
+    edit_metadata: impl FnOnce(Vec<(String, MetaValue)>) -> Vec<(String, MetaValue)>,
+    edit: impl Fn(&TensorInfo) -> Option<TensorInfo>,
+) -> Result<(), GgufError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| GgufError::Io { path, source }
     };
     let g = GgufFile::open(src)?;
     let bytes = std::fs::read(src).map_err(io(src))?;
-    let kept: Vec<&TensorInfo> = g.tensors.iter().filter(|t| keep(t)).collect();
+    let kept: Vec<(&TensorInfo, TensorInfo)> = g
+        .tensors
+        .iter()
+        .filter_map(|t| edit(t).map(|new| (t, new)))
+        .collect();
     let header = GgufHeader::new(
         edit_metadata(g.metadata.clone()),
         kept.iter()
-            .map(|t| {
+            .map(|(t, new)| {
                 (
-                    t.name.clone(),
-                    t.ne.clone(),
-                    t.ggml_type,
+                    new.name.clone(),
+                    new.ne.clone(),
+                    new.ggml_type,
                     t.nbytes().unwrap_or(0),
                 )
             })
@@ -631,7 +658,7 @@ pub fn copy_with(
         let mut w = std::io::BufWriter::new(out.file());
         let start = header.write(&mut w).map_err(io(dst))?;
         let mut pos = start;
-        for (t, info) in kept.iter().zip(&header.tensors) {
+        for ((t, _), info) in kept.iter().zip(&header.tensors) {
             let from = (g.data_offset + t.offset) as usize;
             let n = t.nbytes().unwrap_or(0) as usize;
             w.write_all(&vec![0u8; (start + info.offset - pos) as usize])

@@ -22,4 +22,5 @@ pub mod plan;
 pub mod preprocess;
 pub mod progress;
 pub mod quantize;
+pub mod validate;
 pub mod vocab;

@@ -259,6 +259,21 @@ pub fn quantize(
             });
         }
     }
+    // Hyperparameters llama.cpp divides by, and shapes, are checked before any work starts.
+    let checked = match gguf.architecture() {
+        Some("clip")
+            if gguf.get("clip.projector_type").and_then(MetaValue::as_str)
+                == Some("qwen3vl_merger") =>
+        {
+            crate::validate::mmproj(&gguf)
+        }
+        Some("clip") | None => Ok(()),
+        Some(_) => crate::validate::decoder(&gguf),
+    };
+    checked.map_err(|message| QuantizeError::Input {
+        path: input.to_path_buf(),
+        message: format!("invalid GGUF: {message}"),
+    })?;
     match gguf.architecture() {
         Some("clip") => mmproj::quantize(&gguf, &output, t, opts),
         Some(_) => decoder::quantize(&gguf, &output, t, opts),
@@ -726,6 +741,18 @@ mod mmproj {
                             ),
                         }
                     })?;
+                    // NaN/Inf would become NaN block scales: refuse, as llama.cpp's quantizer does
+                    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                        return Err(QuantizeError::Input {
+                            path: gguf.path.clone(),
+                            message: format!(
+                                "tensor {} has a non-finite value ({}) in row {}; refusing to quantize it",
+                                info.name,
+                                values[i],
+                                i / info.ne[0].max(1) as usize
+                            ),
+                        });
+                    }
                     pool.install(|| quantize_rows(*to, &values, info.ne[0] as usize))
                 };
                 debug_assert_eq!(pos - data_start, out_info.offset);

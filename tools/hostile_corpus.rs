@@ -5,10 +5,13 @@
 //! status, no panic, abort or death by signal, no hang (time limit), one error line naming the
 //! culprit, and no file left in the run's directory. Add a case here, not in the test.
 //!
-//! Used from the test suite through `#[path]`; it needs nothing but std and libc.
+//! Used from the test suite through `#[path]`; it needs std, libc and the library's GGUF module
+//! (to forge files from good ones).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+use artemis_gguf::gguf::{self, GgmlType, MetaValue, TensorInfo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bin {
@@ -616,5 +619,473 @@ pub fn generate(dir: &Path, inp: &Inputs) -> Vec<Case> {
         err(&["equals the input"]),
     ));
 
+    forged_gguf_cases(dir, inp, &mut cases);
     cases
+}
+
+/// A copy of `src` with metadata key `key` set to `value` (None removes it).
+fn with_key(src: &Path, dst: &Path, key: &str, value: Option<MetaValue>) {
+    gguf::rewrite(
+        src,
+        dst,
+        |mut kv| {
+            kv.retain(|(k, _)| k != key);
+            if let Some(v) = value {
+                kv.push((key.to_string(), v));
+            }
+            kv
+        },
+        |t| Some(t.clone()),
+    )
+    .unwrap();
+}
+
+/// A copy of `src` with one tensor header changed (None drops it).
+fn with_tensor(
+    src: &Path,
+    dst: &Path,
+    name: &str,
+    edit: impl Fn(&TensorInfo) -> Option<TensorInfo>,
+) {
+    gguf::rewrite(
+        src,
+        dst,
+        |kv| kv,
+        |t| {
+            if t.name == name {
+                edit(t)
+            } else {
+                Some(t.clone())
+            }
+        },
+    )
+    .unwrap();
+}
+
+fn transposed(t: &TensorInfo) -> Option<TensorInfo> {
+    let mut t = t.clone();
+    t.ne.swap(0, 1);
+    Some(t)
+}
+
+/// A GGUF written byte by byte: `kv` (string values only), then tensor infos (name, ne, type id,
+/// offset), then `data`.
+fn raw_gguf(
+    version: u32,
+    kv: &[(&str, &str)],
+    tensors: &[(&str, &[u64], u32, u64)],
+    data: &[u8],
+) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend_from_slice(&version.to_le_bytes());
+    b.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+    b.extend_from_slice(&(kv.len() as u64).to_le_bytes());
+    let string = |b: &mut Vec<u8>, s: &str| {
+        b.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        b.extend_from_slice(s.as_bytes());
+    };
+    for (k, v) in kv {
+        string(&mut b, k);
+        b.extend_from_slice(&8u32.to_le_bytes());
+        string(&mut b, v);
+    }
+    for (name, ne, ty, off) in tensors {
+        string(&mut b, name);
+        b.extend_from_slice(&(ne.len() as u32).to_le_bytes());
+        for n in *ne {
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        b.extend_from_slice(&ty.to_le_bytes());
+        b.extend_from_slice(&off.to_le_bytes());
+    }
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend_from_slice(data);
+    b
+}
+
+fn forged_gguf_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
+    let (dec, mm) = (s(&inp.dec), s(&inp.mm));
+    let forged = dir.join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    let mut n = 0;
+    let mut next = |tag: &str| {
+        n += 1;
+        forged.join(format!("{n:02}-{tag}.gguf"))
+    };
+
+    // --- mmproj hyperparameters and shapes, checked before mtmd builds its graph -------------
+    let u32v = |v: u32| Some(MetaValue::U32(v));
+    let mm_keys: Vec<(&str, Option<MetaValue>, &str)> = vec![
+        (
+            "clip.vision.patch_size",
+            u32v(0),
+            "clip.vision.patch_size = 0",
+        ),
+        (
+            "clip.vision.spatial_merge_size",
+            u32v(0),
+            "clip.vision.spatial_merge_size = 0",
+        ),
+        (
+            "clip.vision.attention.head_count",
+            u32v(0),
+            "clip.vision.attention.head_count = 0",
+        ),
+        (
+            "clip.vision.attention.head_count",
+            u32v(3),
+            "not an even multiple",
+        ),
+        (
+            "clip.vision.block_count",
+            u32v(100_000),
+            "clip.vision.block_count = 100000",
+        ),
+        (
+            "clip.vision.block_count",
+            u32v(3),
+            "tensor v.blk.2.ln1.weight is missing",
+        ),
+        (
+            "clip.vision.embedding_length",
+            None,
+            "clip.vision.embedding_length is missing",
+        ),
+        (
+            "clip.vision.embedding_length",
+            u32v(65),
+            "not an even multiple",
+        ),
+        (
+            "clip.vision.projection_dim",
+            Some(MetaValue::Str("80".into())),
+            "clip.vision.projection_dim is Str",
+        ),
+        (
+            "clip.vision.attention.layer_norm_epsilon",
+            Some(MetaValue::F32(-1.0)),
+            "layer_norm_epsilon",
+        ),
+        (
+            "clip.vision.attention.layer_norm_epsilon",
+            Some(MetaValue::F32(f32::NAN)),
+            "layer_norm_epsilon",
+        ),
+        (
+            "clip.vision.image_mean",
+            Some(MetaValue::Array(vec![MetaValue::F32(0.5); 2])),
+            "clip.vision.image_mean",
+        ),
+        (
+            "clip.vision.image_std",
+            Some(MetaValue::Array(vec![MetaValue::F32(0.0); 3])),
+            "clip.vision.image_std",
+        ),
+        (
+            "clip.vision.image_min_pixels",
+            u32v(1 << 20),
+            "not a usable budget",
+        ),
+        (
+            "clip.projector_type",
+            Some(MetaValue::Str("mlp".into())),
+            "clip.projector_type \"mlp\"",
+        ),
+        (
+            "clip.vision.feed_forward_length",
+            u32v(129),
+            "tensor v.blk.0.ffn_up.weight has shape",
+        ),
+    ];
+    for (key, value, needle) in mm_keys {
+        let f = next("mmproj-key");
+        with_key(&inp.mm, &f, key, value.clone());
+        cases.push(case(
+            "forged mmproj",
+            format!("{key} = {value:?}"),
+            Bin::Chat,
+            vec![
+                dec.clone(),
+                "--mmproj".into(),
+                s(&f),
+                "-p".into(),
+                "hi".into(),
+            ],
+            err(&[&s(&f), "invalid mmproj", needle]),
+        ));
+    }
+    let mm_tensors: Vec<(&str, &str, fn(&TensorInfo) -> Option<TensorInfo>, &str)> = vec![
+        (
+            "transposed qkv",
+            "v.blk.0.attn_qkv.weight",
+            transposed,
+            "tensor v.blk.0.attn_qkv.weight has shape [192, 64], expected [64, 192]",
+        ),
+        (
+            "transposed merger",
+            "mm.0.weight",
+            |t| {
+                let mut t = t.clone();
+                t.ne = vec![128, 512];
+                Some(t)
+            },
+            "tensor mm.0.weight has shape",
+        ),
+        (
+            "no ffn_down",
+            "v.blk.1.ffn_down.weight",
+            |_| None,
+            "tensor v.blk.1.ffn_down.weight is missing",
+        ),
+        (
+            "fc1 without fc2",
+            "mm.artemis_fc2.weight",
+            |_| None,
+            "needs both",
+        ),
+        (
+            "non-square positions",
+            "v.position_embd.weight",
+            |t| {
+                let mut t = t.clone();
+                t.ne = vec![64, 60];
+                Some(t)
+            },
+            "not a square grid",
+        ),
+        (
+            "duplicate name",
+            "v.blk.1.ln1.weight",
+            |t| {
+                let mut t = t.clone();
+                t.name = "v.blk.0.ln1.weight".into();
+                Some(t)
+            },
+            "appears twice",
+        ),
+        (
+            "patch kernel for 4 channels",
+            "v.patch_embd.weight.1",
+            |t| {
+                let mut t = t.clone();
+                t.ne = vec![16, 16, 4, 48];
+                Some(t)
+            },
+            "v.patch_embd.weight.1 has shape",
+        ),
+    ];
+    for (tag, name, edit, needle) in mm_tensors {
+        let f = next("mmproj-tensor");
+        with_tensor(&inp.mm, &f, name, edit);
+        cases.push(case(
+            "forged mmproj",
+            tag,
+            Bin::Chat,
+            vec![
+                dec.clone(),
+                "--mmproj".into(),
+                s(&f),
+                "-p".into(),
+                "hi".into(),
+            ],
+            err(&[&s(&f), needle]),
+        ));
+    }
+
+    // --- decoder hyperparameters and shapes, before llama.cpp loads or quantizes -------------
+    let dec_keys: Vec<(&str, Option<MetaValue>, &str)> = vec![
+        (
+            "llama.attention.head_count",
+            u32v(0),
+            "llama.attention.head_count = 0",
+        ),
+        (
+            "llama.attention.head_count_kv",
+            u32v(0),
+            "llama.attention.head_count_kv = 0",
+        ),
+        (
+            "llama.attention.head_count",
+            u32v(3),
+            "not a multiple of head_count_kv",
+        ),
+        ("llama.block_count", u32v(5000), "llama.block_count = 5000"),
+        (
+            "llama.block_count",
+            u32v(3),
+            "tensor blk.2.attn_norm.weight is missing",
+        ),
+        (
+            "llama.embedding_length",
+            u32v(0),
+            "llama.embedding_length = 0",
+        ),
+        ("llama.attention.key_length", u32v(0), "head size"),
+        (
+            "llama.rope.dimension_count",
+            u32v(33),
+            "llama.rope.dimension_count 33",
+        ),
+        (
+            "tokenizer.ggml.eos_token_id",
+            u32v(99_999),
+            "tokenizer.ggml.eos_token_id",
+        ),
+        (
+            "tokenizer.ggml.tokens",
+            None,
+            "tokenizer.ggml.tokens is missing",
+        ),
+        ("llama.context_length", u32v(0), "llama.context_length = 0"),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Some(MetaValue::F32(f32::INFINITY)),
+            "layer_norm_rms_epsilon",
+        ),
+        (
+            "llama.feed_forward_length",
+            Some(MetaValue::I32(-160)),
+            "llama.feed_forward_length is I32(-160)",
+        ),
+    ];
+    for (key, value, needle) in dec_keys {
+        let f = next("decoder-key");
+        with_key(&inp.dec, &f, key, value.clone());
+        cases.push(case(
+            "forged decoder",
+            format!("chat: {key} = {value:?}"),
+            Bin::Chat,
+            vec![s(&f), "-p".into(), "hi".into()],
+            err(&[&s(&f), "invalid model", needle]),
+        ));
+        cases.push(case(
+            "forged decoder",
+            format!("quantize: {key} = {value:?}"),
+            Bin::Quantize,
+            vec![s(&f), s(&dir.join("never.gguf")), "q8_0".into()],
+            err(&[&s(&f), "invalid GGUF", needle]),
+        ));
+    }
+    let f = next("decoder-q-transposed");
+    with_tensor(&inp.dec, &f, "blk.0.attn_q.weight", transposed);
+    cases.push(case(
+        "forged decoder",
+        "transposed attn_q (same element count)",
+        Bin::Chat,
+        vec![s(&f), "-p".into(), "hi".into()],
+        err(&[&s(&f), "blk.0.attn_q.weight has shape"]),
+    ));
+    let f = next("decoder-no-embd");
+    with_tensor(&inp.dec, &f, "token_embd.weight", |_| None);
+    cases.push(case(
+        "forged decoder",
+        "no token_embd.weight",
+        Bin::Quantize,
+        vec![s(&f), s(&dir.join("never.gguf")), "q4_k_m".into()],
+        err(&[&s(&f), "token_embd.weight is missing"]),
+    ));
+
+    // --- GGUF structure: every size from the file is checked arithmetic ----------------------
+    let clip = [("general.architecture", "clip")];
+    let structure: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "[2^31, 2^31] F32 (byte size wraps to 0)",
+            raw_gguf(3, &clip, &[("t", &[1 << 31, 1 << 31], 0, 0)], &[]),
+            "invalid shape or type",
+        ),
+        (
+            "[2^62, 4] F32",
+            raw_gguf(3, &clip, &[("t", &[1 << 62, 4], 0, 0)], &[]),
+            "invalid shape or type",
+        ),
+        (
+            "0-dimensional tensor",
+            raw_gguf(3, &clip, &[("t", &[], 0, 0)], &[0; 32]),
+            "shape []",
+        ),
+        (
+            "zero-sized dimension",
+            raw_gguf(3, &clip, &[("t", &[0, 4], 0, 0)], &[0; 32]),
+            "shape [0, 4]",
+        ),
+        (
+            "duplicate tensor names",
+            raw_gguf(3, &clip, &[("t", &[8], 0, 0), ("t", &[8], 0, 32)], &[0; 64]),
+            "tensor t appears twice",
+        ),
+        (
+            "misaligned offset",
+            raw_gguf(3, &clip, &[("t", &[8], 0, 4)], &[0; 64]),
+            "not a multiple of the alignment",
+        ),
+        (
+            "tensor past the end",
+            raw_gguf(3, &clip, &[("t", &[1024], 0, 0)], &[0; 64]),
+            "truncated",
+        ),
+        (
+            "5 dimensions",
+            raw_gguf(3, &clip, &[("t", &[1, 1, 1, 1, 1], 0, 0)], &[0; 32]),
+            "5 dimensions",
+        ),
+        (
+            "unknown tensor type",
+            raw_gguf(3, &clip, &[("t", &[32], 9999, 0)], &[0; 64]),
+            "invalid shape or type",
+        ),
+        ("version 99", raw_gguf(99, &clip, &[], &[]), "version"),
+        (
+            "not a GGUF",
+            b"PK\x03\x04 this is a zip".to_vec(),
+            "not a GGUF",
+        ),
+        ("empty file", Vec::new(), "magic"),
+    ];
+    for (tag, bytes, needle) in structure {
+        let f = next("structure");
+        std::fs::write(&f, bytes).unwrap();
+        cases.push(case(
+            "GGUF structure",
+            format!("quantize: {tag}"),
+            Bin::Quantize,
+            vec![s(&f), s(&dir.join("never.gguf")), "q8_0".into()],
+            err(&[&s(&f), needle]),
+        ));
+    }
+    let mut huge_count = raw_gguf(3, &clip, &[], &[]);
+    huge_count[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    let f = next("structure");
+    std::fs::write(&f, huge_count).unwrap();
+    cases.push(case(
+        "GGUF structure",
+        "chat: tensor count 2^64-1",
+        Bin::Chat,
+        vec![
+            dec.clone(),
+            "--mmproj".into(),
+            s(&f),
+            "-p".into(),
+            "hi".into(),
+        ],
+        err(&[&s(&f), "larger than the file"]),
+    ));
+    // NaN in an mmproj weight: the mmproj quantizer refuses instead of writing NaN scales
+    let mut data = vec![0u8; 256];
+    data[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    let f = next("nan");
+    std::fs::write(
+        &f,
+        raw_gguf(3, &clip, &[("mm.0.weight", &[32, 2], 0, 0)], &data),
+    )
+    .unwrap();
+    cases.push(case(
+        "GGUF structure",
+        "quantize: NaN in an mmproj weight",
+        Bin::Quantize,
+        vec![s(&f), s(&dir.join("never.gguf")), "q8_0".into()],
+        err(&[&s(&f), "tensor mm.0.weight has a non-finite value"]),
+    ));
+    let _ = (mm, GgmlType::F32);
 }
