@@ -71,6 +71,10 @@ impl Message {
     }
 }
 
+/// Instructions a template may run per rendering: far above any real chat template over a long
+/// conversation (the fixtures' template uses ~2k for a turn), low enough to stop in about a second.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+
 /// The checkpoint's chat template, rendered with minijinja (Python-compatible string methods).
 pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
@@ -93,6 +97,8 @@ impl ChatTemplate {
     ) -> Result<ChatTemplate, ChatError> {
         let mut env = minijinja::Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // A template from a downloaded file must not run forever (nested huge loops).
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| ChatError::Template {
                 path: origin.to_string(),

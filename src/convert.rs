@@ -44,6 +44,8 @@ pub enum ConvertError {
     },
     #[error("{path}: {message}")]
     Usage { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    NonFinite { path: PathBuf, message: String },
     #[error("{flag}: {message}")]
     Flag { flag: &'static str, message: String },
     #[error("{path}: verification failed: {message}")]
@@ -90,6 +92,8 @@ pub struct ConvertOptions {
     pub verify: bool,
     /// `--add-bos` / `--add-eos`: replace the rule that reproduces the official tokenizer.
     pub add_special: AddSpecialOverride,
+    /// Convert NaN/Inf (and F16 overflow) instead of refusing.
+    pub allow_non_finite: bool,
 }
 
 impl Default for ConvertOptions {
@@ -106,6 +110,7 @@ impl Default for ConvertOptions {
             quiet: false,
             verify: false,
             add_special: AddSpecialOverride::default(),
+            allow_non_finite: false,
         }
     }
 }
@@ -210,6 +215,18 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
     } else {
         None
     };
+    // A template that does not parse would only fail in chat, after loading the whole model.
+    if let Some(source) = vocab.as_ref().and_then(|v| v.chat_template.as_deref()) {
+        crate::chat::ChatTemplate::new(source, "", "", &ckpt.dir.display().to_string()).map_err(
+            |e| ConvertError::Usage {
+                path: ckpt.dir.clone(),
+                message: e
+                    .to_string()
+                    .trim_start_matches(&format!("{}: ", ckpt.dir.display()))
+                    .to_string(),
+            },
+        )?;
+    }
     let vocab_meta = vocab.as_ref().map(Vocab::metadata).unwrap_or_default();
     let add_special = vocab.map(|v| v.add_special);
     let dec = decoder::plan(
@@ -384,7 +401,39 @@ fn source_span(t: &TensorPlan, rows: std::ops::Range<usize>) -> (usize, usize) {
     })
 }
 
-fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) -> Vec<u8> {
+/// A value the output cannot hold faithfully: NaN/Inf in the checkpoint, or a finite value past
+/// F16's range (it would become Inf).
+#[derive(Debug, Clone)]
+pub struct NonFinite {
+    pub row: usize,
+    pub value: f32,
+    pub overflow: bool,
+}
+
+/// Whether a raw 16/32-bit value is NaN or Inf (exponent all ones).
+fn raw_non_finite(dtype: SrcDtype, bytes: &[u8]) -> Option<usize> {
+    match dtype {
+        SrcDtype::F32 => bytes.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
+        SrcDtype::F16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+        SrcDtype::BF16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+    }
+}
+
+/// Largest finite F16 (and the largest Q8_0 block maximum whose F16 scale stays finite).
+const F16_MAX: f32 = 65504.0;
+
+fn encode_rows(
+    ckpt: &Checkpoint,
+    t: &TensorPlan,
+    rows: std::ops::Range<usize>,
+    allow_non_finite: bool,
+) -> Result<Vec<u8>, NonFinite> {
     let entry = ckpt.entry(&t.source).expect("planned source exists");
     let data = ckpt.data(entry);
     let row_len = t.row_len();
@@ -399,16 +448,43 @@ fn encode_rows(ckpt: &Checkpoint, t: &TensorPlan, rows: std::ops::Range<usize>) 
     if same_type {
         // Stored as-is: copy the (possibly permuted) rows' bytes.
         for r in rows {
-            out.extend_from_slice(data.raw(t.transform.source_offset(r, row_len), row_len));
+            let raw = data.raw(t.transform.source_offset(r, row_len), row_len);
+            if !allow_non_finite {
+                if let Some(i) = raw_non_finite(data.dtype, raw) {
+                    let mut v = [0f32];
+                    data.read_f32(t.transform.source_offset(r, row_len) + i, &mut v);
+                    return Err(NonFinite {
+                        row: r,
+                        value: v[0],
+                        overflow: false,
+                    });
+                }
+            }
+            out.extend_from_slice(raw);
         }
-        return out;
+        return Ok(out);
     }
     let mut buf = vec![0f32; row_len];
+    // Q8_0 stores amax/127 as F16
+    let limit = match t.ggml_type {
+        GgmlType::F16 => F16_MAX,
+        GgmlType::Q8_0 => F16_MAX * 127.0,
+        _ => f32::INFINITY,
+    };
     for r in rows {
         data.read_f32(t.transform.source_offset(r, row_len), &mut buf);
+        if !allow_non_finite {
+            if let Some(&v) = buf.iter().find(|v| !v.is_finite() || v.abs() > limit) {
+                return Err(NonFinite {
+                    row: r,
+                    value: v,
+                    overflow: v.is_finite(),
+                });
+            }
+        }
         encode::encode_row(t.ggml_type, &buf, &mut out);
     }
-    out
+    Ok(out)
 }
 
 /// Writes one planned file into `out_dir` atomically. Returns its path.
@@ -420,6 +496,7 @@ pub fn write_file(
     out_dir: &Path,
     pb: &ProgressBar,
     threads: usize,
+    allow_non_finite: bool,
 ) -> Result<AtomicFile, ConvertError> {
     let path = out_dir.join(&file.file_name);
     let io = |source| ConvertError::Io {
@@ -430,6 +507,8 @@ pub fn write_file(
     let mut atomic = AtomicFile::create(&path).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, atomic.file());
     let data_start = header.write(&mut w).map_err(io)?;
+    // The first value the output cannot hold, with its tensor; it stops the conversion.
+    let bad: std::sync::Mutex<Option<(&TensorPlan, NonFinite)>> = std::sync::Mutex::new(None);
     // A writer thread takes converted parts in order while the pool converts the next window,
     // so disk writes overlap conversion; the bounded channel caps memory at ~3 windows.
     let written = std::thread::scope(|scope| -> std::io::Result<()> {
@@ -446,10 +525,20 @@ pub fn write_file(
             debug_assert_eq!(pos - data_start, info.offset);
             let entry = ckpt.entry(&t.source).expect("planned source exists");
             for window in row_chunks(t).chunks(threads * 2) {
-                let parts: Vec<Vec<u8>> = window
+                let parts: Result<Vec<Vec<u8>>, NonFinite> = window
                     .par_iter()
-                    .map(|rows| encode_rows(ckpt, t, rows.clone()))
+                    .map(|rows| encode_rows(ckpt, t, rows.clone(), allow_non_finite))
                     .collect();
+                let parts = match parts {
+                    Ok(p) => p,
+                    Err(nf) => {
+                        *bad.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, nf));
+                        drop(tx);
+                        return writer.join().unwrap_or_else(|_| {
+                            Err(std::io::Error::other("writer thread panicked"))
+                        });
+                    }
+                };
                 for part in parts {
                     pos += part.len() as u64;
                     if tx.send(part).is_err() {
@@ -471,6 +560,16 @@ pub fn write_file(
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("writer thread panicked")))
     });
+    if let Some((tensor, nf)) = bad.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(ConvertError::NonFinite {
+            path: path.clone(),
+            message: if nf.overflow {
+                format!("tensor {} ({}) row {} holds {}, beyond {}'s range (it would become Inf); use --outtype bf16 or f32, or --allow-non-finite", tensor.source, tensor.name, nf.row, nf.value, tensor.ggml_type.name())
+            } else {
+                format!("tensor {} ({}) row {} holds {} in the checkpoint; pass --allow-non-finite to convert it anyway", tensor.source, tensor.name, nf.row, nf.value)
+            },
+        });
+    }
     written.map_err(io)?;
     atomic.sync().map_err(io)?;
     Ok(atomic)
@@ -589,14 +688,47 @@ pub struct ConvertReport {
 
 /// Creates the output directory and its parents if missing (`mkdir -p`), for a plain conversion
 /// and for `--quantize` alike.
-pub fn ensure_out_dir(dir: &Path) -> Result<(), ConvertError> {
-    if dir.is_dir() {
-        return Ok(());
+/// The directories are removed again (when still empty) if the run fails: see [`CreatedDirs`].
+pub fn ensure_out_dir(dir: &Path) -> Result<CreatedDirs, ConvertError> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && std::fs::symlink_metadata(d).is_err() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
     }
+    let created = CreatedDirs(missing);
     std::fs::create_dir_all(dir).map_err(|e| ConvertError::Usage {
         path: dir.to_path_buf(),
         message: format!("cannot create the output directory: {e}"),
-    })
+    })?;
+    if !dir.is_dir() {
+        return Err(ConvertError::Usage {
+            path: dir.to_path_buf(),
+            message: "cannot create the output directory: not a directory".into(),
+        });
+    }
+    Ok(created)
+}
+
+/// Output directories this run created (deepest first); a failed run removes them again when
+/// they are still empty, so that it leaves nothing behind. [`CreatedDirs::keep`] on success.
+pub struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    pub fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for CreatedDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// Plans and (unless `dry_run`) writes every output of `ckpt_dir`.
@@ -610,7 +742,7 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
             verified: Vec::new(),
         });
     }
-    ensure_out_dir(&opts.out_dir)?;
+    let created = ensure_out_dir(&opts.out_dir)?;
     crate::cleanup::sweep_stale(&opts.out_dir);
     for f in &plan.files {
         let p = opts.out_dir.join(&f.file_name);
@@ -648,7 +780,8 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     let mut verified = Vec::new();
     for f in &plan.files {
         pb.set_message(f.file_name.clone());
-        let tmp = pool.install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads))?;
+        let tmp = pool
+            .install(|| write_file(&ckpt, f, &opts.out_dir, &pb, threads, opts.allow_non_finite))?;
         if opts.verify {
             pb.set_message(format!("verifying {}", f.file_name));
             let report = pool.install(|| verify_file(&ckpt, f, tmp.tmp_path()))?;
@@ -661,6 +794,7 @@ pub fn convert(ckpt_dir: &Path, opts: &ConvertOptions) -> Result<ConvertReport, 
     // of them or none.
     let written: Vec<PathBuf> = pending.iter().map(|t| t.dest().to_path_buf()).collect();
     AtomicFile::commit_all(pending).map_err(|(path, source)| ConvertError::Io { path, source })?;
+    created.keep();
     Ok(ConvertReport {
         plan,
         written,

@@ -46,7 +46,7 @@ pub fn convert_and_quantize(
     qopts: &QuantizeOptions,
 ) -> Result<PipelineReport, PipelineError> {
     let out_dir = &opts.out_dir;
-    convert::ensure_out_dir(out_dir)?;
+    let created = convert::ensure_out_dir(out_dir)?;
     crate::cleanup::sweep_stale(out_dir);
     // The intermediates live in a run-scoped directory, removed on every exit path; after a
     // SIGKILL the next run in this directory removes it.
@@ -127,6 +127,7 @@ pub fn convert_and_quantize(
     crate::cleanup::commit_paths(&staged)
         .map_err(|(path, source)| PipelineError::Io { path, source })?;
     written.extend(staged.into_iter().map(|(_, to)| to));
+    created.keep();
     Ok(PipelineReport {
         written,
         quantized,

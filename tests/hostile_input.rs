@@ -110,7 +110,11 @@ fn run(case: &Case, work: &Path, corpus: &Path, corpus_before: &[String]) -> Res
         return Err(format!("crashed: {stderr}"));
     }
     let left = listing(work);
-    if !left.is_empty() {
+    let writes = matches!(case.expect, Expect::Writes(_));
+    let temps = left
+        .iter()
+        .any(|l| l.contains(".artemis.tmp") || l.contains(".artemis-run-"));
+    if temps || (!left.is_empty() && !writes) {
         return Err(format!(
             "left files behind in the working directory: {left:?}"
         ));
@@ -149,7 +153,7 @@ fn run(case: &Case, work: &Path, corpus: &Path, corpus_before: &[String]) -> Res
                 }
             }
         }
-        Expect::Survives(needles) => {
+        Expect::Survives(needles) | Expect::Writes(needles) => {
             if code != 0 {
                 return Err(format!("exit {code}, expected 0; stderr: {stderr}"));
             }

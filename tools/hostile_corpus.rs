@@ -26,6 +26,9 @@ pub enum Expect {
     Error(Vec<String>),
     /// Exit 0, stderr contains every needle (a reported error the command survived, a warning).
     Survives(Vec<String>),
+    /// Exit 0 with outputs written into the run's directory (allowed there), no temp file left,
+    /// stderr contains every needle.
+    Writes(Vec<String>),
     /// A command-line usage error in clap's own format: exit 2, first line `error: …` with every
     /// needle.
     Usage(Vec<String>),
@@ -1087,5 +1090,143 @@ fn forged_gguf_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
         vec![s(&f), s(&dir.join("never.gguf")), "q8_0".into()],
         err(&[&s(&f), "tensor mm.0.weight has a non-finite value"]),
     ));
+    // --- chat templates: bounded rendering, parse errors caught at conversion ----------------
+    let templates: Vec<(&str, &str, &str)> = vec![
+        ("nested loops, 10^12 steps", "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}x{% endfor %}{% endfor %}{% endfor %}", "fuel"),
+        ("endless recursion", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "recursion"),
+        ("1e9-character string", "{{ 'x' * 1000000000 }}", "template"),
+        ("does not parse", "{% for %}", "does not parse"),
+        ("raises", "{{ raise_exception('no system role') }}", "template"),
+    ];
+    for (tag, source, needle) in templates {
+        let f = next("template");
+        with_key(
+            &inp.dec,
+            &f,
+            "tokenizer.chat_template",
+            Some(MetaValue::Str(source.into())),
+        );
+        cases.push(case(
+            "chat template",
+            tag,
+            Bin::Chat,
+            vec![s(&f), "-p".into(), "hi".into(), "-n".into(), "1".into()],
+            err(&[&s(&f), needle]),
+        ));
+    }
+    let ckpt = dir.join("ckpt-bad-template");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    for e in std::fs::read_dir(&inp.tiny).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), ckpt.join(e.file_name())).unwrap();
+    }
+    std::fs::write(ckpt.join("chat_template.jinja"), "{% if %}broken").unwrap();
+    cases.push(case(
+        "chat template",
+        "convert: template does not parse",
+        Bin::Convert,
+        vec![
+            "--to".into(),
+            "gguf".into(),
+            s(&ckpt),
+            "-o".into(),
+            "out".into(),
+        ],
+        err(&["ckpt-bad-template", "does not parse"]),
+    ));
+    non_finite_cases(dir, inp, cases);
     let _ = (mm, GgmlType::F32);
+}
+
+/// A copy of the tiny checkpoint with `value` written at element `index` of tensor `name`
+/// (an f32 tensor of model.safetensors).
+fn tiny_with_value(tiny: &Path, dst: &Path, name: &str, index: usize, value: f32) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(tiny).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let path = dst.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n + index * 4;
+    bytes[start..start + 4].copy_from_slice(&value.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+}
+
+fn non_finite_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
+    let down = "language_model.model.layers.0.mlp.down_proj.weight";
+    let vit = "visual.blocks.0.attn.qkv.weight";
+    let variants: Vec<(&str, &str, usize, f32)> = vec![
+        ("nan-decoder", down, 170, f32::NAN),
+        ("inf-decoder", down, 0, f32::INFINITY),
+        ("neginf-vit", vit, 5, f32::NEG_INFINITY),
+        ("big-decoder", down, 333, 1.0e6),
+    ];
+    for (tag, name, index, value) in variants {
+        let ckpt = dir.join(format!("ckpt-{tag}"));
+        tiny_with_value(&inp.tiny, &ckpt, name, index, value);
+        let conv = |extra: &[&str]| {
+            let mut a = vec![
+                "--to".to_string(),
+                "gguf".into(),
+                s(&ckpt),
+                "-o".into(),
+                "out".into(),
+                "--quiet".into(),
+            ];
+            a.extend(extra.iter().map(|x| x.to_string()));
+            a
+        };
+        let row = index / if name == down { 160 } else { 64 };
+        if value.is_finite() {
+            // 1e6 fits f32 and bf16, not f16
+            cases.push(case(
+                "non-finite weights",
+                format!("{tag} --outtype f16"),
+                Bin::Convert,
+                conv(&["--outtype", "f16"]),
+                err(&[name, &format!("row {row}"), "beyond F16's range"]),
+            ));
+            cases.push(case(
+                "non-finite weights",
+                format!("{tag} --outtype q8_0"),
+                Bin::Convert,
+                conv(&["--outtype", "q8_0"]),
+                Expect::Writes(vec![]),
+            ));
+            cases.push(case(
+                "non-finite weights",
+                format!("{tag} --outtype bf16"),
+                Bin::Convert,
+                conv(&["--outtype", "bf16"]),
+                Expect::Writes(vec![]),
+            ));
+        } else {
+            for outtype in ["f32", "f16", "q8_0"] {
+                cases.push(case(
+                    "non-finite weights",
+                    format!("{tag} --outtype {outtype}"),
+                    Bin::Convert,
+                    conv(&["--outtype", outtype]),
+                    err(&[name, &format!("row {row}"), "--allow-non-finite"]),
+                ));
+            }
+            cases.push(case(
+                "non-finite weights",
+                format!("{tag} --quantize q8_0"),
+                Bin::Convert,
+                conv(&["--quantize", "q8_0"]),
+                err(&[name, "--allow-non-finite"]),
+            ));
+            cases.push(case(
+                "non-finite weights",
+                format!("{tag} --allow-non-finite"),
+                Bin::Convert,
+                conv(&["--outtype", "f32", "--allow-non-finite"]),
+                Expect::Writes(vec![]),
+            ));
+        }
+    }
 }

@@ -75,6 +75,10 @@ struct Args {
     /// Whether llama.cpp adds EOS after a prompt (default: as the official tokenizer does).
     #[arg(long, value_name = "true|false")]
     add_eos: Option<bool>,
+    /// Convert tensors holding NaN/Inf (or values past F16's range with --outtype f16) instead of
+    /// refusing with the tensor's name.
+    #[arg(long)]
+    allow_non_finite: bool,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
             add_bos: args.add_bos,
             add_eos: args.add_eos,
         },
+        allow_non_finite: args.allow_non_finite,
     };
     let started = std::time::Instant::now();
     if let Some(q) = &args.quantize {
