@@ -24,13 +24,27 @@ const LOCK_FILE: &str = ".lock";
 
 struct State {
     pending: Vec<PathBuf>,
+    /// Directories this run created for its outputs: removed on interruption if still empty.
+    created_dirs: Vec<PathBuf>,
     shutting_down: bool,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     pending: Vec::new(),
+    created_dirs: Vec::new(),
     shutting_down: false,
 });
+
+/// Records output directories this run created (deepest first), so that an interruption removes
+/// them again when they are still empty.
+pub fn note_created_dirs(dirs: &[PathBuf]) {
+    state().created_dirs.extend_from_slice(dirs);
+}
+
+/// The run completed (or cleaned up itself): forget these directories.
+pub fn forget_created_dirs(dirs: &[PathBuf]) {
+    state().created_dirs.retain(|d| !dirs.contains(d));
+}
 
 fn state() -> std::sync::MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,6 +226,9 @@ pub fn remove_all_and_exit(message: &str, code: i32) -> ! {
         } else {
             let _ = std::fs::remove_file(&p);
         }
+    }
+    for d in st.created_dirs.drain(..) {
+        let _ = std::fs::remove_dir(&d); // only when empty: committed outputs stay
     }
     eprintln!("{message}");
     std::process::exit(code)

@@ -699,6 +699,7 @@ pub fn ensure_out_dir(dir: &Path) -> Result<CreatedDirs, ConvertError> {
             None => break,
         }
     }
+    crate::cleanup::note_created_dirs(&missing);
     let created = CreatedDirs(missing);
     std::fs::create_dir_all(dir).map_err(|e| ConvertError::Usage {
         path: dir.to_path_buf(),
@@ -719,6 +720,7 @@ pub struct CreatedDirs(Vec<PathBuf>);
 
 impl CreatedDirs {
     pub fn keep(mut self) {
+        crate::cleanup::forget_created_dirs(&self.0);
         self.0.clear();
     }
 }
@@ -728,6 +730,7 @@ impl Drop for CreatedDirs {
         for d in &self.0 {
             let _ = std::fs::remove_dir(d);
         }
+        crate::cleanup::forget_created_dirs(&self.0);
     }
 }
 
