@@ -55,21 +55,25 @@ fn field<'a>(v: &'a Value, key: &str, path: &Path, scope: &str) -> Result<&'a Va
 
 fn usize_field(v: &Value, key: &str, path: &Path, scope: &str) -> Result<usize, ConfigError> {
     let x = field(v, key, path, scope)?;
+    // Every such value is written as a GGUF U32: refuse what would be truncated.
     x.as_u64()
-        .filter(|&n| n > 0)
+        .filter(|&n| n > 0 && n <= u32::MAX as u64)
         .map(|n| n as usize)
         .ok_or_else(|| ConfigError {
             path: path.to_path_buf(),
-            message: format!("{scope}{key} must be a positive integer, found {x}"),
+            message: format!("{scope}{key} must be a positive integer below 2^32, found {x}"),
         })
 }
 
 fn f64_field(v: &Value, key: &str, path: &Path, scope: &str) -> Result<f64, ConfigError> {
     let x = field(v, key, path, scope)?;
-    x.as_f64().ok_or_else(|| ConfigError {
-        path: path.to_path_buf(),
-        message: format!("{scope}{key} must be a number, found {x}"),
-    })
+    // epsilons and RoPE bases: positive and finite once stored as f32
+    x.as_f64()
+        .filter(|f| *f > 0.0 && (*f as f32).is_finite() && *f as f32 > 0.0)
+        .ok_or_else(|| ConfigError {
+            path: path.to_path_buf(),
+            message: format!("{scope}{key} must be a positive number, found {x}"),
+        })
 }
 
 /// Mistral decoder hyperparameters.

@@ -270,6 +270,33 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         }
     }
 
+    // What we would write must pass the checks the runtime applies to a downloaded file: a
+    // config's eos_token_id past the vocabulary or a negative epsilon is refused here, not
+    // discovered after the conversion.
+    for f in &files {
+        let header = header_of(f);
+        let view = GgufFile {
+            path: opts.out_dir.join(&f.file_name),
+            version: 3,
+            metadata: header.metadata,
+            tensors: header.tensors,
+            alignment: header.alignment,
+            data_offset: 0,
+            file_size: 0,
+        };
+        let checked = match f.kind {
+            FileKind::Decoder => crate::validate::decoder(&view),
+            FileKind::Mmproj => crate::validate::mmproj(&view),
+        };
+        checked.map_err(|message| ConfigError {
+            path: cfg_path.clone(),
+            message: format!(
+                "the checkpoint would give an invalid {}: {message}",
+                f.file_name
+            ),
+        })?;
+    }
+
     let extra: Vec<&str> = ckpt
         .tensor_names()
         .filter(|n| !consumed.contains(*n) && !dropped.contains(*n))

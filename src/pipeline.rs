@@ -36,6 +36,19 @@ fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
+/// `<name>-<type>.gguf` for a quantized output (the 16-bit suffix replaced), else the convert
+/// name.
+fn final_name(file_name: &str, target: Option<&QuantType>) -> String {
+    match target {
+        Some(t) => {
+            let stem = file_name.strip_suffix(".gguf").unwrap_or(file_name);
+            let base = stem.rsplit_once('-').map_or(stem, |(b, _)| b);
+            format!("{base}-{}.gguf", t.name.to_ascii_lowercase())
+        }
+        None => file_name.to_string(),
+    }
+}
+
 /// Converts `ckpt` and quantizes the decoder to `dec_q` (and the mmproj to `mm_q` if given; else
 /// the mmproj is written directly at its convert outtype).
 pub fn convert_and_quantize(
@@ -46,6 +59,32 @@ pub fn convert_and_quantize(
     qopts: &QuantizeOptions,
 ) -> Result<PipelineReport, PipelineError> {
     let out_dir = &opts.out_dir;
+    // Everything that can be checked before the long conversion is checked first: the plan, the
+    // mmproj quantization type, and every final output name.
+    let checkpoint =
+        crate::checkpoint::Checkpoint::open(ckpt).map_err(convert::ConvertError::from)?;
+    let plan = convert::plan(&checkpoint, opts)?;
+    drop(checkpoint);
+    if let (Some(t), true) = (&mm_q, plan.files.iter().any(|f| f.kind == FileKind::Mmproj)) {
+        quantize::check_mmproj_type(t).map_err(|message| convert::ConvertError::Flag {
+            flag: "--mmproj-quantize",
+            message,
+        })?;
+    }
+    for file in &plan.files {
+        let target = match file.kind {
+            FileKind::Decoder => Some(&dec_q),
+            FileKind::Mmproj => mm_q.as_ref(),
+        };
+        let dest = out_dir.join(final_name(&file.file_name, target));
+        if std::fs::symlink_metadata(&dest).is_ok() && !opts.force {
+            return Err(PipelineError::Exists { path: dest });
+        }
+        crate::cleanup::check_replaceable(&dest).map_err(|source| PipelineError::Io {
+            path: dest.clone(),
+            source,
+        })?;
+    }
     let created = convert::ensure_out_dir(out_dir)?;
     crate::cleanup::sweep_stale(out_dir);
     // The intermediates live in a run-scoped directory, removed on every exit path; after a
@@ -73,24 +112,7 @@ pub fn convert_and_quantize(
             FileKind::Decoder => Some(dec_q),
             FileKind::Mmproj => mm_q,
         };
-        let name = match target {
-            Some(t) => {
-                let stem = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let base = stem
-                    .rsplit_once('-')
-                    .map(|(b, _)| b.to_string())
-                    .unwrap_or(stem);
-                format!("{base}-{}.gguf", t.name.to_ascii_lowercase())
-            }
-            None => path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        };
+        let name = final_name(&file.file_name, target.as_ref());
         let dest = out_dir.join(&name);
         if std::fs::symlink_metadata(&dest).is_ok() && !opts.force {
             return Err(PipelineError::Exists { path: dest });

@@ -239,9 +239,21 @@ pub fn quantize(
                 message: "output path equals the input; choose another OUT".into(),
             });
         }
-        if output.exists() && !opts.force {
+        if std::fs::symlink_metadata(&output).is_ok() && !opts.force {
             return Err(QuantizeError::Exists { path: output });
         }
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(QuantizeError::Input {
+                path: output.clone(),
+                message: "the output's directory does not exist".into(),
+            });
+        }
+        // temps left by a killed earlier run (SIGKILL) in the output's directory
+        crate::cleanup::sweep_stale(parent);
     }
     if !opts.allow_requantize {
         if let Some(q) = gguf
@@ -282,6 +294,20 @@ pub fn quantize(
             message: "no general.architecture key: not a llama.cpp model GGUF".into(),
         }),
     }
+}
+
+/// Bytes available to us on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out-pointer.
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Whether an mmproj can be quantized to `t` (checked before a long conversion starts).
+pub fn check_mmproj_type(t: &QuantType) -> Result<(), String> {
+    mmproj::target_of(t).map(|_| ())
 }
 
 fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
@@ -486,9 +512,37 @@ mod decoder {
                 })
                 .cloned()
                 .unwrap_or_else(|| format!("llama_model_quantize returned {rc}"));
+            let message = message
+                .trim()
+                .rsplit(".. ")
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            // llama.cpp reports a failed write as a bare stream error: name the output and say
+            // how much room its filesystem has left.
+            if message.contains("iostream") || message.contains("write") {
+                let free = free_bytes(
+                    output
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new(".")),
+                );
+                return Err(QuantizeError::Llama {
+                    path: output.to_path_buf(),
+                    message: format!(
+                        "writing the output failed ({message}){}",
+                        free.map_or(String::new(), |f| if f < gguf.file_size {
+                            format!("; no space left: {f} bytes free")
+                        } else {
+                            format!("; {f} bytes free (a file size limit or I/O error?)")
+                        })
+                    ),
+                });
+            }
             return Err(QuantizeError::Llama {
                 path: gguf.path.clone(),
-                message: message.trim().to_string(),
+                message,
             });
         }
         let fallbacks: Vec<(String, String)> = lines
@@ -567,6 +621,13 @@ mod mmproj {
         ("BF16", 30),
     ];
 
+    /// The ggml type an mmproj quantization to `t` uses, or why there is none.
+    pub fn target_of(t: &QuantType) -> Result<u32, String> {
+        MMPROJ_TYPES.iter().find(|(n, _)| *n == t.name).map(|(_, id)| *id).ok_or_else(|| {
+            format!("mmproj files can be quantized to q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16 or bf16, not {}", t.name.to_ascii_lowercase())
+        })
+    }
+
     /// llama-quant.cpp `tensor_type_fallback`: the type used when rows don't fill the target's blocks.
     fn fallback(target: u32) -> u32 {
         match target {
@@ -596,9 +657,9 @@ mod mmproj {
         opts: &QuantizeOptions,
     ) -> Result<QuantizeReport, QuantizeError> {
         let started = std::time::Instant::now();
-        let target = MMPROJ_TYPES.iter().find(|(n, _)| *n == t.name).map(|(_, id)| *id).ok_or_else(|| QuantizeError::Input {
+        let target = target_of(&t).map_err(|message| QuantizeError::Input {
             path: gguf.path.clone(),
-            message: format!("mmproj files can be quantized to q8_0, q6_k, q5_k, q4_k, q5_0, q4_0, f16 or bf16, not {}", t.name.to_ascii_lowercase()),
+            message,
         })?;
         if opts.imatrix.is_some() {
             return Err(QuantizeError::Input {

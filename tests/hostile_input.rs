@@ -201,3 +201,28 @@ fn every_hostile_case_fails_cleanly_or_survives() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_quantize_write_failure_names_the_output_and_leaves_nothing() {
+    let root = temp_dir("hostile-write");
+    let (dec, _) = convert_fixture("tiny", &root, OutType::F32);
+    let out = root.join("q.gguf");
+    let mut cmd = Command::new(binary(Bin::Quantize));
+    cmd.arg(&dec).arg(&out).arg("q8_0");
+    limit_file_size(&mut cmd, 200 << 10);
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && o.status.code().is_some(), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("q.gguf") && err.contains("writing the output failed"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("q.gguf"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

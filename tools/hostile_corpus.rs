@@ -337,6 +337,29 @@ pub fn generate(dir: &Path, inp: &Inputs) -> Vec<Case> {
     }
     cases.push(case(
         "flags",
+        "--image-min-tokens 300 --image-max-tokens 4",
+        Bin::Chat,
+        chat(&[
+            "--mmproj",
+            &mm,
+            "-p",
+            "hi",
+            "--image-min-tokens",
+            "300",
+            "--image-max-tokens",
+            "4",
+        ]),
+        err(&["--image-min-tokens 300 is above --image-max-tokens 4"]),
+    ));
+    cases.push(case(
+        "flags",
+        "--image-max-tokens 0",
+        Bin::Chat,
+        chat(&["--mmproj", &mm, "-p", "hi", "--image-max-tokens", "0"]),
+        usage(&["--image-max-tokens"]),
+    ));
+    cases.push(case(
+        "flags",
         "convert --add-bos yes",
         Bin::Convert,
         vec![
@@ -1135,6 +1158,7 @@ fn forged_gguf_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
         err(&["ckpt-bad-template", "does not parse"]),
     ));
     non_finite_cases(dir, inp, cases);
+    config_cases(dir, inp, cases);
     let _ = (mm, GgmlType::F32);
 }
 
@@ -1153,6 +1177,122 @@ fn tiny_with_value(tiny: &Path, dst: &Path, name: &str, index: usize, value: f32
     let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + n + index * 4;
     bytes[start..start + 4].copy_from_slice(&value.to_le_bytes());
     std::fs::write(&path, bytes).unwrap();
+}
+
+/// A copy of the tiny checkpoint (weights hard-linked) with config.json edited.
+fn tiny_with_config(tiny: &Path, dst: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    std::fs::create_dir_all(dst).unwrap();
+    let mut edit = Some(edit);
+    for e in std::fs::read_dir(tiny).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_name() == "config.json" {
+            let mut cfg: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            if let Some(edit) = edit.take() {
+                edit(&mut cfg);
+            }
+            std::fs::write(&to, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+        } else if std::fs::hard_link(e.path(), &to).is_err() {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+fn config_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
+    use serde_json::json;
+    let edits: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
+        (
+            "eos_token_id past the vocabulary",
+            Box::new(|c| c["text_config"]["eos_token_id"] = json!(99_999)),
+            "tokenizer.ggml.eos_token_id",
+        ),
+        (
+            "max_position_embeddings 2^32+7",
+            Box::new(|c| c["text_config"]["max_position_embeddings"] = json!(4_294_967_303u64)),
+            "max_position_embeddings must be a positive integer below 2^32",
+        ),
+        (
+            "negative rms_norm_eps",
+            Box::new(|c| c["text_config"]["rms_norm_eps"] = json!(-1e-5)),
+            "rms_norm_eps must be a positive number",
+        ),
+        (
+            "rope_theta 1e300 (inf as f32)",
+            Box::new(|c| c["text_config"]["rope_parameters"]["rope_theta"] = json!(1e300)),
+            "rope_theta must be a positive number",
+        ),
+        (
+            "zero attention heads",
+            Box::new(|c| c["text_config"]["num_attention_heads"] = json!(0)),
+            "num_attention_heads must be a positive integer",
+        ),
+        (
+            "heads not a multiple of KV heads",
+            Box::new(|c| c["text_config"]["num_key_value_heads"] = json!(3)),
+            "num_key_value_heads 3",
+        ),
+        (
+            "negative ViT layer_norm_eps",
+            Box::new(|c| c["vision_config"]["layer_norm_eps"] = json!(-1.0)),
+            "layer_norm_epsilon",
+        ),
+        (
+            "hidden_size as a string",
+            Box::new(|c| c["text_config"]["hidden_size"] = json!("80")),
+            "hidden_size must be a positive integer",
+        ),
+        (
+            "model_type unknown",
+            Box::new(|c| c["model_type"] = json!("llava")),
+            "unsupported model",
+        ),
+    ];
+    for (i, (tag, edit, needle)) in edits.into_iter().enumerate() {
+        let ckpt = dir.join(format!("ckpt-config-{i}"));
+        tiny_with_config(&inp.tiny, &ckpt, edit);
+        if i == 0 {
+            // the config's id counts only when tokenizer_config.json names no eos_token
+            let tc_path = ckpt.join("tokenizer_config.json");
+            let mut tc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&tc_path).unwrap()).unwrap();
+            tc.as_object_mut().unwrap().remove("eos_token");
+            std::fs::remove_file(&tc_path).unwrap(); // a hard link to the fixture: never write through it
+            std::fs::write(&tc_path, serde_json::to_vec(&tc).unwrap()).unwrap();
+        }
+        cases.push(case(
+            "config values",
+            tag,
+            Bin::Convert,
+            vec![
+                "--to".into(),
+                "gguf".into(),
+                s(&ckpt),
+                "-o".into(),
+                "out".into(),
+                "--quiet".into(),
+            ],
+            err(&["config.json", needle]),
+        ));
+    }
+    // --quantize checks what it can before the long conversion
+    cases.push(case(
+        "config values",
+        "--mmproj-quantize q2_k (unsupported for mmproj)",
+        Bin::Convert,
+        vec![
+            "--to".into(),
+            "gguf".into(),
+            s(&inp.tiny),
+            "-o".into(),
+            "out".into(),
+            "--quantize".into(),
+            "q8_0".into(),
+            "--mmproj-quantize".into(),
+            "q2_k".into(),
+        ],
+        err(&["--mmproj-quantize", "not q2_k"]),
+    ));
 }
 
 fn non_finite_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {

@@ -75,10 +75,10 @@ struct Args {
     #[arg(long = "no-mmproj-offload")]
     no_mmproj_offload: bool,
     /// Most image tokens per image (default: the budget stored in the mmproj, 256 for Artemis).
-    #[arg(long = "image-max-tokens")]
+    #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_max_tokens: Option<i32>,
     /// Fewest image tokens per image (default: from the mmproj).
-    #[arg(long = "image-min-tokens")]
+    #[arg(long = "image-min-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_min_tokens: Option<i32>,
     /// Render the template with thinking enabled.
     #[arg(long, conflicts_with = "no_think")]
@@ -169,6 +169,14 @@ fn auto_ctx(tokens: usize) -> Result<u32, String> {
 const MAX_PROMPT_FILE_BYTES: u64 = 16 << 20;
 
 fn run(mut args: Args) -> Result<u8, String> {
+    // Flags that contradict each other are reported before anything is loaded.
+    if let (Some(lo), Some(hi)) = (args.image_min_tokens, args.image_max_tokens) {
+        if lo > hi {
+            return Err(format!(
+                "--image-min-tokens {lo} is above --image-max-tokens {hi}"
+            ));
+        }
+    }
     if let Some(f) = &args.file {
         let bytes = artemis_gguf::input::read_regular(f, MAX_PROMPT_FILE_BYTES)
             .map_err(|x| format!("-f {}: {x}", f.display()))?;
