@@ -55,6 +55,7 @@ from artemis_vlm import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_llava_fixtures  # noqa: E402
 import make_tokenizer_matrix  # noqa: E402
 
 torch.set_num_threads(1)
@@ -844,8 +845,13 @@ def write_readme(out: Path, summary: dict) -> None:
 def main() -> None:
     args = sys.argv[1:]
     only_tokenizers = "--only-tokenizers" in args
-    args = [a for a in args if a != "--only-tokenizers"]
+    only_llava = "--only-llava" in args
+    args = [a for a in args if a not in ("--only-tokenizers", "--only-llava")]
     out = Path(args[0] if args else "fixtures")
+    if only_llava:
+        # just the LLaVA-recipe checkpoints, from the committed images
+        print(json.dumps(make_llava_fixtures.make(out, sys.modules[__name__]), indent=1))
+        return
     if only_tokenizers:
         # just the tokenizer-setup matrix, from the committed tiny checkpoint and images
         make_tokenizer_matrix.make(out, sys.modules[__name__])
@@ -865,6 +871,7 @@ def main() -> None:
     for name, spec in CKPTS.items():
         summary[name] = make_checkpoint(name, spec, hf_tok, out, out / "images", n_seeds)
     make_tokenizer_matrix.make(out, sys.modules[__name__])
+    summary.update(make_llava_fixtures.make(out, sys.modules[__name__]))
     write_readme(out, summary)
     print(json.dumps(summary, indent=1))
     del images
