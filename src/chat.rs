@@ -214,7 +214,8 @@ impl ChatTemplate {
     }
 }
 
-/// The rendered prompt in mtmd's terms: each official image framing becomes mtmd's marker.
+/// The rendered prompt in mtmd's terms for an Artemis (Qwen-VL framing) model; with a loaded
+/// mmproj use [`Vision::mark_images`], which knows the model's own placeholder.
 pub fn to_mtmd_prompt(rendered: &str) -> String {
     rendered.replace(IMAGE_FRAMING, llama_cpp_2::mtmd::mtmd_default_marker())
 }
@@ -373,7 +374,7 @@ impl<'m> Conversation<'m> {
         };
         let prompt = match vision {
             Some(v) => {
-                let chunks = v.tokenize(&to_mtmd_prompt(&delta), images, add_special)?;
+                let chunks = v.tokenize(&v.mark_images(&delta), images, add_special)?;
                 self.session.eval_chunks(v, &chunks)?
             }
             None => {

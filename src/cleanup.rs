@@ -277,12 +277,24 @@ pub fn sweep_stale(dir: &Path) -> usize {
                 .open(path.join(LOCK_FILE));
             let stale = match lock {
                 Ok(f) => lock_exclusive(&f).unwrap_or(false),
-                // no lock file: the owner died between mkdir and creating it (or long ago)
-                Err(_) => meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_some_and(|age| age.as_secs() > 60),
+                // no lock file: the owner died between mkdir and creating it, or is about to
+                // create it; the pid in the name tells (or the age, if the name has none)
+                Err(_) => match name
+                    .strip_prefix(TEMP_DIR_PREFIX)
+                    .and_then(|r| r.strip_suffix(".tmp"))
+                    .and_then(|p| p.parse::<i32>().ok())
+                {
+                    // SAFETY: signal 0 only asks whether the process exists.
+                    Some(pid) => {
+                        let alive = unsafe { libc::kill(pid, 0) } == 0;
+                        !alive && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                    }
+                    None => meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() > 60),
+                },
             };
             if stale && std::fs::remove_dir_all(&path).is_ok() {
                 removed += 1;

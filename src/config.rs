@@ -11,39 +11,6 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// What a checkpoint directory holds, from `config.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    /// `model_type: artemis_vlm`: vision tower + projector + decoder.
-    Artemis,
-    /// A standalone Mistral-family decoder (`MistralForCausalLM`, e.g. A2).
-    Mistral,
-}
-
-pub fn model_kind(config: &Value, path: &Path) -> Result<ModelKind, ConfigError> {
-    let model_type = config
-        .get("model_type")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let archs: Vec<&str> = config
-        .get("architectures")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    match model_type {
-        "artemis_vlm" => Ok(ModelKind::Artemis),
-        "mistral" => Ok(ModelKind::Mistral),
-        _ if archs.contains(&"MistralForCausalLM") => Ok(ModelKind::Mistral),
-        _ => Err(ConfigError {
-            path: path.to_path_buf(),
-            message: format!(
-                "unsupported model (model_type {model_type:?}, architectures {archs:?}); supported: \
-                 model_type \"artemis_vlm\" (full Artemis checkpoint) and \"mistral\" / MistralForCausalLM (decoder only)"
-            ),
-        }),
-    }
-}
-
 fn field<'a>(v: &'a Value, key: &str, path: &Path, scope: &str) -> Result<&'a Value, ConfigError> {
     v.get(key)
         .filter(|x| !x.is_null())

@@ -9,12 +9,12 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, SrcDtype};
-use crate::config::{self, ConfigError, ModelKind, Preprocessor, TextConfig, VisionConfig};
+use crate::config::{ConfigError, TextConfig};
 use crate::decoder::{self, MappingError};
 use crate::encode;
+use crate::families;
 use crate::gguf::{align_up, AtomicFile, GgmlType, GgufError, GgufFile, GgufHeader, MetaValue};
-use crate::mmproj;
-use crate::plan::{FileKind, FilePlan, OutType, TensorPlan};
+use crate::plan::{FileKind, FilePlan, OutType, TensorPlan, Transform};
 use crate::vocab::{AddSpecial, AddSpecialOverride, Vocab, VocabError};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +117,14 @@ impl Default for ConvertOptions {
 
 /// Everything a conversion will write, before any byte is written.
 pub struct ConversionPlan {
-    pub kind: ModelKind,
+    /// The family the checkpoint was recognised as.
+    pub family: &'static str,
     pub files: Vec<FilePlan>,
-    /// Checkpoint tensors deliberately not written (DeepStack), for the dry-run report.
+    /// Checkpoint tensors deliberately not written, and why, for the dry-run report.
     pub dropped: BTreeSet<String>,
-    /// Preprocessing values and where they came from (mmproj only).
-    pub preprocessor: Option<Preprocessor>,
+    pub dropped_reason: &'static str,
+    /// Where the image preprocessing values came from (mmproj only).
+    pub preprocessing: Option<String>,
     /// The decoder's add_bos/add_eos and where they came from (decoder only).
     pub add_special: Option<AddSpecial>,
 }
@@ -161,7 +163,7 @@ fn check_model_name(name: &str) -> Result<(), ConvertError> {
 /// Plans the conversion of `ckpt` (reads only headers and JSON).
 pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, ConvertError> {
     let cfg_path = ckpt.config_path();
-    let kind = config::model_kind(&ckpt.config, &cfg_path)?;
+    let family = families::detect(&ckpt.config, &cfg_path)?;
     let name = opts.name.clone().unwrap_or_else(|| {
         ckpt.dir
             .canonicalize()
@@ -173,39 +175,41 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
     let outtype = resolve_outtype(opts.outtype, ckpt);
     let mm_outtype = resolve_outtype(opts.mmproj_outtype.unwrap_or(opts.outtype), ckpt);
 
-    let (text_json, text_scope) = match kind {
-        ModelKind::Artemis => (
-            ckpt.config.get("text_config").ok_or_else(|| ConfigError {
+    let (text_json, text_scope) = match family.text_config {
+        Some(key) => (
+            ckpt.config.get(key).ok_or_else(|| ConfigError {
                 path: cfg_path.clone(),
-                message: "missing text_config".into(),
+                message: format!("missing {key}"),
             })?,
-            "text_config.",
+            format!("{key}."),
         ),
-        ModelKind::Mistral => (&ckpt.config, ""),
+        None => (&ckpt.config, String::new()),
     };
-    let text = TextConfig::from_json(text_json, &cfg_path, text_scope)?;
-    if opts.only == Some(FileKind::Mmproj) && kind == ModelKind::Mistral {
+    let text = TextConfig::from_json(text_json, &cfg_path, &text_scope)?;
+    let arch = (family.decoder_arch)(text_json).map_err(|message| ConfigError {
+        path: cfg_path.clone(),
+        message,
+    })?;
+    if opts.only == Some(FileKind::Mmproj) && family.vision.is_none() {
         return Err(ConvertError::Usage {
             path: cfg_path,
-            message:
-                "--only mmproj: this is a decoder-only (Mistral) checkpoint; it has no vision tower"
-                    .into(),
+            message: format!(
+                "--only mmproj: this is a decoder-only checkpoint ({}); it has no vision tower",
+                family.name
+            ),
         });
     }
 
     let mut files = Vec::new();
     let mut consumed = BTreeSet::new();
     let mut dropped = BTreeSet::new();
-    let mut preprocessor = None;
+    let mut dropped_reason = "";
+    let mut preprocessing = None;
 
     let want_decoder = opts.only != Some(FileKind::Mmproj);
-    let want_mmproj = kind == ModelKind::Artemis && opts.only != Some(FileKind::Decoder);
+    let want_mmproj = family.vision.is_some() && opts.only != Some(FileKind::Decoder);
 
     // The decoder mapping always runs so that every decoder tensor is checked and accounted for.
-    let prefixes = match kind {
-        ModelKind::Artemis => decoder::ARTEMIS_DECODER_PREFIXES,
-        ModelKind::Mistral => decoder::MISTRAL_DECODER_PREFIXES,
-    };
     let vocab = if want_decoder {
         Some(Vocab::from_checkpoint_dir(
             &ckpt.dir,
@@ -232,7 +236,8 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
     let dec = decoder::plan(
         ckpt,
         &text,
-        prefixes,
+        arch,
+        family.decoder_prefixes,
         outtype,
         format!("{name}-{}.gguf", outtype.suffix()),
         &name,
@@ -243,30 +248,21 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         files.push(dec.file);
     }
 
-    if kind == ModelKind::Artemis {
-        let vjson = ckpt
-            .config
-            .get("vision_config")
-            .ok_or_else(|| ConfigError {
-                path: cfg_path.clone(),
-                message: "missing vision_config".into(),
-            })?;
-        let vision = VisionConfig::from_json(vjson, &cfg_path)?;
-        let pre = Preprocessor::from_dir(&ckpt.dir)?;
-        let mm = mmproj::plan(
+    if let Some(plan_vision) = family.vision {
+        let mm = plan_vision(&families::VisionInput {
             ckpt,
-            &vision,
-            &text,
-            &pre,
-            mm_outtype,
-            format!("mmproj-{name}-{}.gguf", mm_outtype.suffix()),
-            &name,
-        )?;
+            config_path: &cfg_path,
+            text: &text,
+            outtype: mm_outtype,
+            file_name: format!("mmproj-{name}-{}.gguf", mm_outtype.suffix()),
+            name: &name,
+        })?;
         consumed.extend(mm.consumed);
         dropped.extend(mm.dropped);
+        dropped_reason = mm.dropped_reason;
         if want_mmproj {
             files.push(mm.file);
-            preprocessor = Some(pre);
+            preprocessing = Some(mm.preprocessing_source);
         }
     }
 
@@ -315,10 +311,11 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
         });
     }
     Ok(ConversionPlan {
-        kind,
+        family: family.name,
+        dropped_reason,
         files,
         dropped,
-        preprocessor,
+        preprocessing,
         add_special,
     })
 }
@@ -373,12 +370,13 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
     if !plan.dropped.is_empty() {
         let _ = writeln!(
             s,
-            "== not written (unused by the model): {} DeepStack tensors",
-            plan.dropped.len()
+            "== not written: {} {}",
+            plan.dropped.len(),
+            plan.dropped_reason
         );
     }
-    if let Some(p) = &plan.preprocessor {
-        let _ = writeln!(s, "== image preprocessing from {}", p.source);
+    if let Some(p) = &plan.preprocessing {
+        let _ = writeln!(s, "== image preprocessing from {p}");
     }
     if let Some(a) = &plan.add_special {
         let _ = writeln!(s, "== add_bos = {}: {}", a.add_bos, a.bos_source);
@@ -461,6 +459,14 @@ fn encode_rows(
     rows: std::ops::Range<usize>,
     allow_non_finite: bool,
 ) -> Result<Vec<u8>, NonFinite> {
+    if t.transform == Transform::Zero {
+        let mut out = Vec::new();
+        let zeros = vec![0f32; t.row_len()];
+        for _ in rows {
+            encode::encode_row(t.ggml_type, &zeros, &mut out);
+        }
+        return Ok(out);
+    }
     let entry = ckpt.entry(&t.source).expect("planned source exists");
     let data = ckpt.data(entry);
     let row_len = t.row_len();
@@ -550,7 +556,7 @@ pub fn write_file(
         let mut pos = data_start;
         for (t, info) in file.tensors.iter().zip(&header.tensors) {
             debug_assert_eq!(pos - data_start, info.offset);
-            let entry = ckpt.entry(&t.source).expect("planned source exists");
+            let entry = ckpt.entry(&t.source);
             for window in row_chunks(t).chunks(threads * 2) {
                 let parts: Result<Vec<Vec<u8>>, NonFinite> = window
                     .par_iter()
@@ -575,8 +581,10 @@ pub fn write_file(
                 // Keep the resident set to the window: drop the source rows just converted.
                 let rows =
                     window.first().map_or(0, |r| r.start)..window.last().map_or(0, |r| r.end);
-                let (lo, hi) = source_span(t, rows);
-                ckpt.release_elements(entry, lo, hi);
+                if let Some(entry) = entry {
+                    let (lo, hi) = source_span(t, rows);
+                    ckpt.release_elements(entry, lo, hi);
+                }
             }
             let padded = align_up(pos - data_start, header.alignment) + data_start;
             let _ = tx.send(vec![0u8; (padded - pos) as usize]);
@@ -653,11 +661,20 @@ pub fn verify_file(
                 t.name
             )));
         }
+        let start = (gguf.data_offset + info.offset) as usize;
+        if t.transform == Transform::Zero {
+            if bytes[start..start + t.nbytes() as usize]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(fail(format!("{}: expected zeros", t.name)));
+            }
+            continue;
+        }
         let entry = ckpt.entry(&t.source).expect("planned source exists");
         let data = ckpt.data(entry);
         let row_len = t.row_len();
         let row_bytes = t.nbytes() as usize / (t.n_elements() as usize / row_len).max(1);
-        let start = (gguf.data_offset + info.offset) as usize;
         let chunks = row_chunks(t);
         let errs = chunks.par_iter().map(|rows| -> Result<f32, ConvertError> {
             let stored = &bytes[start + rows.start * row_bytes..start + rows.end * row_bytes];

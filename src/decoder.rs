@@ -1,6 +1,7 @@
-//! Decoder mapping: a Mistral-family decoder (standalone, or the `language_model` sub-tree of an
-//! Artemis checkpoint) → llama.cpp `llama` architecture GGUF (reference §7), as upstream
-//! llama.cpp's converter writes a Mistral model.
+//! Decoder mapping: a decoder (standalone, or the `language_model` sub-tree of a multimodal
+//! checkpoint) → a llama.cpp decoder GGUF, table-driven. [`DecoderArch`] says which llama.cpp
+//! architecture: `llama` for Mistral/Llama (Q/K rows permuted for NORM RoPE, artemis-format.md
+//! §7), `qwen3` for Qwen3 (NEOX RoPE: no permutation; per-head q/k RMSNorm; llava-format.md §5).
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,7 @@ use crate::plan::{choose_type, ne_of, FileKind, FilePlan, OutType, TensorPlan, T
 
 /// Symbolic dimensions of decoder tensors, resolved from the config.
 #[derive(Debug, Clone, Copy)]
-enum Dim {
+pub enum Dim {
     Hidden,
     Ffn,
     Vocab,
@@ -19,17 +20,63 @@ enum Dim {
     QDim,
     /// num_key_value_heads · head_dim
     KvDim,
+    HeadDim,
+}
+
+/// A llama.cpp decoder architecture: its GGUF name and what differs in the tensor map.
+#[derive(Debug)]
+pub struct DecoderArch {
+    /// `general.architecture` and the metadata key prefix.
+    pub gguf_arch: &'static str,
+    /// Permute Q/K rows for llama.cpp's NORM RoPE (llama); NEOX RoPE (qwen3) needs none.
+    pub permute_qk: bool,
+    /// Extra per-layer rules (qwen3's q/k norms).
+    pub extra_layer_rules: &'static [Rule],
+}
+
+pub const LLAMA: DecoderArch = DecoderArch {
+    gguf_arch: "llama",
+    permute_qk: true,
+    extra_layer_rules: &[],
+};
+pub const QWEN3: DecoderArch = DecoderArch {
+    gguf_arch: "qwen3",
+    permute_qk: false,
+    extra_layer_rules: &[
+        Rule {
+            hf: "model.layers.{N}.self_attn.q_norm.weight",
+            gguf: "blk.{N}.attn_q_norm.weight",
+            shape: &[HeadDim],
+            rope: Rope::None,
+        },
+        Rule {
+            hf: "model.layers.{N}.self_attn.k_norm.weight",
+            gguf: "blk.{N}.attn_k_norm.weight",
+            shape: &[HeadDim],
+            rope: Rope::None,
+        },
+    ],
+};
+
+/// The architecture of a HF text config's `model_type`.
+pub fn arch_for(model_type: &str) -> Option<&'static DecoderArch> {
+    match model_type {
+        "mistral" | "llama" => Some(&LLAMA),
+        "qwen3" => Some(&QWEN3),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Rope {
+pub enum Rope {
     None,
     PermuteQ,
     PermuteK,
 }
 
 /// One row of the tensor map: HF name (standalone layout) → GGUF name, expected torch shape.
-struct Rule {
+#[derive(Debug)]
+pub struct Rule {
     hf: &'static str,
     gguf: &'static str,
     shape: &'static [Dim],
@@ -131,8 +178,28 @@ pub const ARTEMIS_DECODER_PREFIXES: &[&[(&str, &str)]] = &[
         ("lm_head.", "lm_head."),
     ],
 ];
-pub const MISTRAL_DECODER_PREFIXES: &[&[(&str, &str)]] =
+pub const STANDALONE_DECODER_PREFIXES: &[&[(&str, &str)]] =
     &[&[("model.", "model."), ("lm_head.", "lm_head.")]];
+/// LLaVA's decoder: transformers 5 writes `language_model.model.*`, older files
+/// `model.language_model.*` or `language_model.*`; the head is `lm_head.*` or
+/// `language_model.lm_head.*` (llava-format.md §1.3).
+pub const LLAVA_DECODER_PREFIXES: &[&[(&str, &str)]] = &[
+    &[
+        ("language_model.model.", "model."),
+        ("language_model.lm_head.", "lm_head."),
+        ("lm_head.", "lm_head."),
+    ],
+    &[
+        ("model.language_model.", "model."),
+        ("lm_head.", "lm_head."),
+        ("language_model.lm_head.", "lm_head."),
+    ],
+    &[
+        ("language_model.", "model."),
+        ("language_model.lm_head.", "lm_head."),
+        ("lm_head.", "lm_head."),
+    ],
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
@@ -160,6 +227,7 @@ fn resolve(dim: Dim, c: &TextConfig) -> usize {
         Vocab => c.vocab_size,
         QDim => c.num_attention_heads * c.head_dim,
         KvDim => c.num_key_value_heads * c.head_dim,
+        HeadDim => c.head_dim,
     }
 }
 
@@ -172,9 +240,11 @@ fn source_name(ckpt: &Checkpoint, prefixes: &[(&str, &str)], standalone: &str) -
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     ckpt: &Checkpoint,
     cfg: &TextConfig,
+    arch: &DecoderArch,
     prefix_tables: &[&[(&str, &str)]],
     outtype: OutType,
     file_name: String,
@@ -225,11 +295,12 @@ pub fn plan(
         let ne = ne_of(&entry.shape);
         let (ggml_type, fallback_note) = choose_type(&ne, outtype);
         let transform = match rule.rope {
-            Rope::None => Transform::Identity,
-            Rope::PermuteQ | Rope::PermuteK => Transform::PermuteQK {
+            Rope::PermuteQ | Rope::PermuteK if arch.permute_qk => Transform::PermuteQK {
                 head_dim: cfg.head_dim,
             },
+            _ => Transform::Identity,
         };
+        // norms are F32 whatever the outtype (1-D)
         tensors.push(TensorPlan {
             name: sub(rule.gguf),
             source: src.clone(),
@@ -244,7 +315,7 @@ pub fn plan(
     // llama.cpp's converter writes token_embd, the layers, then output_norm and output.
     add(&GLOBAL_RULES[0], None)?;
     for n in 0..cfg.num_hidden_layers {
-        for rule in LAYER_RULES {
+        for rule in LAYER_RULES.iter().chain(arch.extra_layer_rules) {
             add(rule, Some(n))?;
         }
     }
@@ -254,49 +325,49 @@ pub fn plan(
     let mut metadata = vec![
         (
             "general.architecture".to_string(),
-            MetaValue::Str("llama".into()),
+            MetaValue::Str(arch.gguf_arch.into()),
         ),
         ("general.type".into(), MetaValue::Str("model".into())),
         ("general.name".into(), MetaValue::Str(name.to_string())),
         (
-            "llama.block_count".into(),
+            format!("{}.block_count", arch.gguf_arch),
             MetaValue::U32(cfg.num_hidden_layers as u32),
         ),
         (
-            "llama.context_length".into(),
+            format!("{}.context_length", arch.gguf_arch),
             MetaValue::U32(cfg.max_position_embeddings as u32),
         ),
         (
-            "llama.embedding_length".into(),
+            format!("{}.embedding_length", arch.gguf_arch),
             MetaValue::U32(cfg.hidden_size as u32),
         ),
         (
-            "llama.feed_forward_length".into(),
+            format!("{}.feed_forward_length", arch.gguf_arch),
             MetaValue::U32(cfg.intermediate_size as u32),
         ),
         (
-            "llama.attention.head_count".into(),
+            format!("{}.attention.head_count", arch.gguf_arch),
             MetaValue::U32(cfg.num_attention_heads as u32),
         ),
         (
-            "llama.attention.head_count_kv".into(),
+            format!("{}.attention.head_count_kv", arch.gguf_arch),
             MetaValue::U32(cfg.num_key_value_heads as u32),
         ),
         (
-            "llama.rope.freq_base".into(),
+            format!("{}.rope.freq_base", arch.gguf_arch),
             MetaValue::F32(cfg.rope_theta as f32),
         ),
         (
-            "llama.attention.layer_norm_rms_epsilon".into(),
+            format!("{}.attention.layer_norm_rms_epsilon", arch.gguf_arch),
             MetaValue::F32(cfg.rms_norm_eps as f32),
         ),
         // Required whenever head_dim ≠ hidden/heads (Mistral-Nemo: 128 ≠ 160), reference §7.
         (
-            "llama.attention.key_length".into(),
+            format!("{}.attention.key_length", arch.gguf_arch),
             MetaValue::U32(cfg.head_dim as u32),
         ),
         (
-            "llama.attention.value_length".into(),
+            format!("{}.attention.value_length", arch.gguf_arch),
             MetaValue::U32(cfg.head_dim as u32),
         ),
         (
@@ -304,11 +375,11 @@ pub fn plan(
             MetaValue::U32(outtype.file_type()),
         ),
         (
-            "llama.vocab_size".into(),
+            format!("{}.vocab_size", arch.gguf_arch),
             MetaValue::U32(cfg.vocab_size as u32),
         ),
         (
-            "llama.rope.dimension_count".into(),
+            format!("{}.rope.dimension_count", arch.gguf_arch),
             MetaValue::U32(cfg.head_dim as u32),
         ),
         ("general.quantization_version".into(), MetaValue::U32(2)),

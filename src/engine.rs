@@ -210,17 +210,64 @@ pub struct Vision {
     /// The official processor's settings when this is an Artemis mmproj written by
     /// artemis-convert (artemis tensors + pixel-budget keys); None = llama.cpp's own
     /// preprocessing (stock Qwen3-VL mmprojs, fork-written Artemis mmprojs).
-    pub official: Option<Params>,
+    pub official: Option<ImagePrep>,
+    /// The text that stands for one image in this model's rendered prompts.
+    pub placeholder: String,
     /// Values that were defaulted because the mmproj lacks them (fork-written files).
     pub warnings: Vec<String>,
 }
 
-/// The official preprocessing for an mmproj, if it carries what it needs (reference §4, §9),
-/// plus warnings about values llama.cpp will default.
+/// How images are prepared in Rust before mtmd sees them, as the family's official processor
+/// does; chosen from the mmproj's projector type and our own keys ([`crate::keys`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImagePrep {
+    /// Qwen2-VL / Artemis: `smart_resize` within a pixel budget (artemis-format.md §4).
+    SmartResize(Params),
+    /// CLIPImageProcessor: short side to `shortest_edge`, center crop [h, w] (llava-format.md §4.2).
+    ResizeCrop { shortest_edge: u32, crop: [u32; 2] },
+}
+
+/// The text standing for one image in a rendered prompt, per projector type, when the mmproj
+/// does not say it itself.
+fn default_placeholder(projector: &str) -> &'static str {
+    match projector {
+        "mlp" => "<image>",
+        _ => crate::chat::IMAGE_FRAMING,
+    }
+}
+
+/// The official preprocessing for an mmproj, if it carries what it needs, plus warnings about
+/// values llama.cpp will default.
+fn official_prep(g: &GgufFile, opts: &VisionOptions) -> (Option<ImagePrep>, Vec<String>) {
+    let projector = g
+        .get("clip.projector_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if projector == "mlp" {
+        let u = |k: &str| g.get(k).and_then(|v| v.as_u32());
+        let crop = g
+            .get(crate::keys::CROP_SIZE)
+            .and_then(|v| v.as_array())
+            .and_then(|a| match a {
+                [h, w] => Some([h.as_u32()?, w.as_u32()?]),
+                _ => None,
+            });
+        return match (u(crate::keys::RESIZE_SHORTEST_EDGE), crop) {
+            (Some(shortest_edge), Some(crop)) => (Some(ImagePrep::ResizeCrop { shortest_edge, crop }), Vec::new()),
+            _ => (None, vec!["no official preprocessing keys (written by another converter): llama.cpp letterboxes images where transformers resizes the short side and center-crops; re-convert with artemis-convert".into()]),
+        };
+    }
+    let (p, w) = official_params(g, opts);
+    (p.map(ImagePrep::SmartResize), w)
+}
+
+/// Qwen2-VL-style (qwen3vl_merger) preprocessing, if the mmproj carries the pixel budget
+/// (artemis-format.md §4, §9).
 fn official_params(g: &GgufFile, opts: &VisionOptions) -> (Option<Params>, Vec<String>) {
     let u = |k: &str| g.get(k).and_then(|v| v.as_u32());
     let mut warnings = Vec::new();
-    let is_artemis = g.tensor("mm.artemis_fc1.weight").is_some();
+    let is_artemis =
+        g.get("clip.projector_type").and_then(|v| v.as_str()) == Some("qwen3vl_merger");
     if let Some(eps) = g
         .get("clip.vision.attention.layer_norm_epsilon")
         .and_then(|v| v.as_f32())
@@ -230,8 +277,8 @@ fn official_params(g: &GgufFile, opts: &VisionOptions) -> (Option<Params>, Vec<S
         }
     }
     let (Some(min_px), Some(max_px)) = (
-        u("clip.vision.image_min_pixels"),
-        u("clip.vision.image_max_pixels"),
+        u(crate::keys::IMAGE_MIN_PIXELS),
+        u(crate::keys::IMAGE_MAX_PIXELS),
     ) else {
         if is_artemis {
             warnings.push("no pixel budget (clip.vision.image_min/max_pixels): llama.cpp's own Qwen-VL preprocessing and budget (8…4096 image tokens) apply, not the official processor's (1…256); re-convert with artemis-convert".into());
@@ -282,6 +329,11 @@ impl Vision {
         // Width check here, with both numbers, rather than mtmd's generic failure.
         let width = gguf
             .tensor("mm.artemis_fc2.weight")
+            .or_else(|| {
+                gguf.tensor("mm.2.weight").filter(|_| {
+                    gguf.get("clip.projector_type").and_then(|v| v.as_str()) == Some("mlp")
+                })
+            })
             .map(|t| t.ne.get(1).copied().unwrap_or(0))
             .or_else(|| {
                 gguf.get("clip.vision.projection_dim")
@@ -297,19 +349,27 @@ impl Vision {
                 });
             }
         }
-        let (official, warnings) = official_params(&gguf, opts);
+        let (official, warnings) = official_prep(&gguf, opts);
+        let projector = gguf
+            .get("clip.projector_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let placeholder = gguf
+            .get(crate::keys::IMAGE_PLACEHOLDER)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default_placeholder(projector))
+            .to_string();
         // With official preprocessing, mtmd gets the same budget in tokens, so an image already
         // resized to smart_resize's target passes mtmd's own resize unchanged.
-        let per_token = official
-            .as_ref()
-            .map(|p| ((p.patch * p.merge) * (p.patch * p.merge)) as u64)
-            .unwrap_or(1);
         let (min_tokens, max_tokens) = match &official {
-            Some(p) => (
-                (p.min_pixels / per_token).max(1) as i32,
-                (p.max_pixels / per_token).max(1) as i32,
-            ),
-            None => (opts.image_min_tokens, opts.image_max_tokens),
+            Some(ImagePrep::SmartResize(p)) => {
+                let per_token = ((p.patch * p.merge) * (p.patch * p.merge)) as u64;
+                (
+                    (p.min_pixels / per_token).max(1) as i32,
+                    (p.max_pixels / per_token).max(1) as i32,
+                )
+            }
+            _ => (opts.image_min_tokens, opts.image_max_tokens),
         };
         let params = MtmdContextParams {
             use_gpu: opts.use_gpu,
@@ -342,6 +402,7 @@ impl Vision {
             path: path.to_path_buf(),
             n_embd: engine.n_embd(),
             official,
+            placeholder,
             warnings,
         })
     }
@@ -356,16 +417,30 @@ impl Vision {
     /// otherwise plain RGB for llama.cpp's own preprocessing.
     pub fn prepare(&self, img: &image::DynamicImage) -> Result<MtmdBitmap, EngineError> {
         match &self.official {
-            Some(p) => {
+            Some(ImagePrep::SmartResize(p)) => {
                 let prepared = preprocess::preprocess(img, p)
                     .map_err(|e| EngineError::Runtime(e.to_string()))?;
                 Self::bitmap(prepared.w_bar, prepared.h_bar, prepared.resized.as_raw())
+            }
+            Some(ImagePrep::ResizeCrop {
+                shortest_edge,
+                crop,
+            }) => {
+                let rgb = preprocess::resize_shortest_and_crop(img, *shortest_edge, *crop)
+                    .map_err(|e| EngineError::Runtime(e.to_string()))?;
+                Self::bitmap(rgb.width(), rgb.height(), rgb.as_raw())
             }
             None => {
                 let rgb = img.to_rgb8();
                 Self::bitmap(rgb.width(), rgb.height(), rgb.as_raw())
             }
         }
+    }
+
+    /// A rendered prompt in mtmd's terms: each of this model's image placeholders becomes mtmd's
+    /// media marker (mtmd adds the model's own image framing tokens itself).
+    pub fn mark_images(&self, rendered: &str) -> String {
+        rendered.replace(&self.placeholder, llama_cpp_2::mtmd::mtmd_default_marker())
     }
 
     /// Splits a prompt (one mtmd marker per image) into text and image chunks.

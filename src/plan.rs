@@ -53,6 +53,9 @@ pub enum Transform {
     PermuteQK { head_dim: usize },
     /// One temporal slice `t` of a Conv3d kernel [O, C, T, KH, KW] (reference §8).
     TemporalSlice { t: usize, kt: usize, kh: usize },
+    /// All zeros, no source: a bias the checkpoint does not have but the llama.cpp graph adds
+    /// (LLaVA projector with `multimodal_projector_bias: false`, llava-format.md §2.4).
+    Zero,
 }
 
 impl Transform {
@@ -70,6 +73,7 @@ impl Transform {
                 let (oc, y) = (r / kh, r % kh);
                 ((oc * kt + t) * kh + y) * row_len
             }
+            Transform::Zero => 0,
         }
     }
 }

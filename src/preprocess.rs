@@ -730,3 +730,52 @@ mod tests {
         assert_eq!(smart_resize(16, 16, 32, 1024, 262144).unwrap(), (32, 32));
     }
 }
+
+/// transformers' CLIPImageProcessor (PIL backend) up to the uint8 crop: RGB on white, the short
+/// side resized to `shortest_edge` and the long side to `int(shortest_edge * long / short)`
+/// (floored, `get_resize_output_image_size`), Pillow bicubic, then a center crop at
+/// `((H - h) // 2, (W - w) // 2)` (llava-format.md §4.2). `crop` is [height, width].
+pub fn resize_shortest_and_crop(
+    img: &DynamicImage,
+    shortest_edge: u32,
+    crop: [u32; 2],
+) -> Result<RgbImage, PreprocessError> {
+    let (width, height) = (img.width(), img.height());
+    if width == 0 || height == 0 {
+        return Err(PreprocessError::EmptyImage { width, height });
+    }
+    if shortest_edge == 0 || crop[0] == 0 || crop[1] == 0 {
+        return Err(PreprocessError::InvalidParams(format!(
+            "shortest edge {shortest_edge} and crop {crop:?} must be positive"
+        )));
+    }
+    let (short, long) = (width.min(height), width.max(height));
+    let new_long = (shortest_edge as f64 * long as f64 / short as f64) as u64;
+    let (w, h) = if width <= height {
+        (shortest_edge as u64, new_long)
+    } else {
+        (new_long, shortest_edge as u64)
+    };
+    if w * h > MAX_TARGET_PIXELS {
+        return Err(PreprocessError::InvalidParams(format!(
+            "resize target {w}x{h} is too large"
+        )));
+    }
+    let rgb = convert_to_rgb(img);
+    let resized = if (w as u32, h as u32) == (width, height) {
+        rgb
+    } else {
+        resize_bicubic(&rgb, w as u32, h as u32)
+    };
+    let (ch, cw) = (crop[0], crop[1]);
+    if ch > resized.height() || cw > resized.width() {
+        return Err(PreprocessError::InvalidParams(format!(
+            "crop {ch}x{cw} is larger than the resized {}x{} image",
+            resized.height(),
+            resized.width()
+        )));
+    }
+    let top = (resized.height() - ch) / 2;
+    let left = (resized.width() - cw) / 2;
+    Ok(image::imageops::crop_imm(&resized, left, top, cw, ch).to_image())
+}

@@ -328,6 +328,20 @@ const LLAMA_TENSORS: &[TensorRule] = &[
     },
 ];
 
+/// qwen3: per-head RMSNorm of q and k.
+const QWEN3_EXTRA_TENSORS: &[TensorRule] = &[
+    TensorRule {
+        name: "blk.{b}.attn_q_norm.weight",
+        shape: &[Hp("KL")],
+        required: true,
+    },
+    TensorRule {
+        name: "blk.{b}.attn_k_norm.weight",
+        shape: &[Hp("KL")],
+        required: true,
+    },
+];
+
 struct Values(Vec<(&'static str, u64)>);
 
 impl Values {
@@ -435,6 +449,223 @@ fn finite_f32(g: &GgufFile, key: &str, positive: bool) -> Result<(), String> {
     }
 }
 
+/// The CLIP tower + MLP projector of the LLaVA-1.5 recipe (llava-format.md §2): hyperparameters
+/// without a merge size; the tower's shapes; the projector's two layers; no Yi-VL/NeXT tensors.
+const CLIP_HPARAMS: &[Hparam] = &[
+    Hparam {
+        key: "clip.vision.embedding_length",
+        name: "E",
+        min: 1,
+        max: 1 << 16,
+    },
+    Hparam {
+        key: "clip.vision.feed_forward_length",
+        name: "F",
+        min: 1,
+        max: 1 << 18,
+    },
+    Hparam {
+        key: "clip.vision.block_count",
+        name: "B",
+        min: 1,
+        max: 1024,
+    },
+    Hparam {
+        key: "clip.vision.attention.head_count",
+        name: "H",
+        min: 1,
+        max: 1024,
+    },
+    Hparam {
+        key: "clip.vision.patch_size",
+        name: "P",
+        min: 1,
+        max: 256,
+    },
+    Hparam {
+        key: "clip.vision.image_size",
+        name: "image_size",
+        min: 1,
+        max: 1 << 14,
+    },
+];
+
+const CLIP_MLP_TENSORS: &[TensorRule] = &[
+    TensorRule {
+        name: "v.class_embd",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.patch_embd.weight",
+        shape: &[Hp("P"), Hp("P"), Const(3), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.position_embd.weight",
+        shape: &[Hp("E"), Hp("NPOS")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.pre_ln.weight",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.pre_ln.bias",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_q.weight",
+        shape: &[Hp("E"), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_q.bias",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_k.weight",
+        shape: &[Hp("E"), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_k.bias",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_v.weight",
+        shape: &[Hp("E"), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_v.bias",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_out.weight",
+        shape: &[Hp("E"), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.attn_out.bias",
+        shape: &[Hp("E")],
+        required: false,
+    },
+    TensorRule {
+        name: "v.blk.{b}.ln1.weight",
+        shape: &[Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.ln2.weight",
+        shape: &[Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.ffn_up.weight",
+        shape: &[Hp("E"), Hp("F")],
+        required: true,
+    },
+    TensorRule {
+        name: "v.blk.{b}.ffn_down.weight",
+        shape: &[Hp("F"), Hp("E")],
+        required: true,
+    },
+    TensorRule {
+        name: "mm.0.weight",
+        shape: &[Hp("E"), Hp("T")],
+        required: true,
+    },
+    TensorRule {
+        name: "mm.0.bias",
+        shape: &[Hp("T")],
+        required: true,
+    },
+    TensorRule {
+        name: "mm.2.weight",
+        shape: &[Hp("T"), Hp("O")],
+        required: true,
+    },
+    TensorRule {
+        name: "mm.2.bias",
+        shape: &[Hp("O")],
+        required: true,
+    },
+];
+
+fn clip_mlp(g: &GgufFile) -> Result<(), String> {
+    let mut vals = read_hparams(g, CLIP_HPARAMS, "clip")?;
+    let (e, h) = (vals.get("E").unwrap_or(0), vals.get("H").unwrap_or(1));
+    if e % h != 0 {
+        return Err(format!("clip.vision.embedding_length {e} is not a multiple of clip.vision.attention.head_count {h}"));
+    }
+    let (size, p) = (
+        vals.get("image_size").unwrap_or(0),
+        vals.get("P").unwrap_or(1),
+    );
+    if size % p != 0 {
+        return Err(format!(
+            "clip.vision.image_size {size} is not a multiple of clip.vision.patch_size {p}"
+        ));
+    }
+    let side = size / p;
+    let cls = u64::from(g.tensor("v.class_embd").is_some());
+    vals.0.push(("NPOS", side * side + cls));
+    let width = |name: &str| {
+        g.tensor(name)
+            .and_then(|t| t.ne.get(1).copied())
+            .unwrap_or(0)
+    };
+    vals.0.push(("T", width("mm.0.weight")));
+    vals.0.push(("O", width("mm.2.weight")));
+    if let Some(name) = [
+        "mm.1.weight",
+        "mm.3.weight",
+        "mm.4.weight",
+        "v.image_newline",
+    ]
+    .into_iter()
+    .find(|n| g.tensor(n).is_some())
+    {
+        return Err(format!(
+            "tensor {name} belongs to another projector (Yi-VL / LLaVA-NeXT), not mlp"
+        ));
+    }
+    if g.get("clip.vision.image_grid_pinpoints").is_some() {
+        return Err("clip.vision.image_grid_pinpoints (LLaVA-NeXT anyres) is not supported".into());
+    }
+    let blocks = vals.get("B").unwrap_or(0);
+    if let Some(fl) = g.get("clip.vision.feature_layer") {
+        let ok = fl.as_array().is_some_and(|a| {
+            !a.is_empty()
+                && a.iter()
+                    .all(|x| matches!(x, MetaValue::I32(v) if *v >= 0 && (*v as u64) <= blocks))
+        });
+        if !ok {
+            return Err(format!(
+                "clip.vision.feature_layer {fl:?} is not a list of layers 0..={blocks} (INT32)"
+            ));
+        }
+    }
+    check_tensors(g, CLIP_MLP_TENSORS, &vals)?;
+    finite_f32(g, "clip.vision.attention.layer_norm_epsilon", true)?;
+    for key in ["clip.vision.image_mean", "clip.vision.image_std"] {
+        let ok = g.get(key).and_then(MetaValue::as_array).is_some_and(|a| a.len() == 3 && a.iter().all(|x| matches!(x, MetaValue::F32(f) if f.is_finite() && (key.ends_with("mean") || *f > 0.0))));
+        if !ok {
+            return Err(format!(
+                "{key} is not 3 finite FLOAT32 numbers{}",
+                if key.ends_with("std") { " above 0" } else { "" }
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An mmproj mtmd can run: a `qwen3vl_merger` projector with consistent hyperparameters and
 /// tensor shapes (the Artemis fc1/fc2 pair optional, but complete when present).
 pub fn mmproj(g: &GgufFile) -> Result<(), String> {
@@ -442,8 +673,10 @@ pub fn mmproj(g: &GgufFile) -> Result<(), String> {
         .get("clip.projector_type")
         .and_then(MetaValue::as_str)
         .unwrap_or("(none)");
-    if ptype != "qwen3vl_merger" {
-        return Err(format!("clip.projector_type {ptype:?}: this runtime runs qwen3vl_merger (Artemis) mmproj files only"));
+    match ptype {
+        "qwen3vl_merger" => {}
+        "mlp" => return clip_mlp(g),
+        _ => return Err(format!("clip.projector_type {ptype:?}: this runtime runs qwen3vl_merger (Artemis) and mlp (LLaVA-1.5) mmproj files only")),
     }
     let mut vals = read_hparams(g, MMPROJ_HPARAMS, "clip")?;
     let (e, h) = (vals.get("E").unwrap_or(0), vals.get("H").unwrap_or(1));
@@ -522,7 +755,7 @@ pub fn mmproj(g: &GgufFile) -> Result<(), String> {
 /// by zero or asserting: consistent heads, widths and tensor shapes.
 pub fn decoder(g: &GgufFile) -> Result<(), String> {
     let arch = g.architecture().unwrap_or("(none)");
-    if arch != "llama" {
+    if arch != "llama" && arch != "qwen3" {
         // Other architectures go to llama.cpp unchecked (its own loader validates shapes).
         return Ok(());
     }
@@ -534,18 +767,21 @@ pub fn decoder(g: &GgufFile) -> Result<(), String> {
     );
     if h % hkv != 0 {
         return Err(format!(
-            "llama.attention.head_count {h} is not a multiple of head_count_kv {hkv}"
+            "{arch}.attention.head_count {h} is not a multiple of head_count_kv {hkv}"
         ));
     }
-    let key_len =
-        int(g, "llama.attention.key_length").unwrap_or(if e % h == 0 { e / h } else { 0 });
-    let val_len = int(g, "llama.attention.value_length").unwrap_or(key_len);
+    let key_len = int(g, &format!("{arch}.attention.key_length")).unwrap_or(if e % h == 0 {
+        e / h
+    } else {
+        0
+    });
+    let val_len = int(g, &format!("{arch}.attention.value_length")).unwrap_or(key_len);
     if key_len == 0 || val_len == 0 || key_len > 1 << 12 || val_len > 1 << 12 {
-        return Err(format!("head size {key_len}/{val_len} (llama.attention.key_length/value_length, or embedding_length / head_count) is not usable"));
+        return Err(format!("head size {key_len}/{val_len} ({arch}.attention.key_length/value_length, or embedding_length / head_count) is not usable"));
     }
-    if let Some(rope) = int(g, "llama.rope.dimension_count") {
+    if let Some(rope) = int(g, &format!("{arch}.rope.dimension_count")) {
         if rope == 0 || rope > key_len || rope % 2 != 0 {
-            return Err(format!("llama.rope.dimension_count {rope} must be even and at most the head size {key_len}"));
+            return Err(format!("{arch}.rope.dimension_count {rope} must be even and at most the head size {key_len}"));
         }
     }
     let vocab = g
@@ -579,7 +815,12 @@ pub fn decoder(g: &GgufFile) -> Result<(), String> {
             }
         }
     }
-    finite_f32(g, "llama.attention.layer_norm_rms_epsilon", true)?;
-    finite_f32(g, "llama.rope.freq_base", true)?;
-    check_tensors(g, LLAMA_TENSORS, &vals)
+    finite_f32(g, &format!("{arch}.attention.layer_norm_rms_epsilon"), true)?;
+    finite_f32(g, &format!("{arch}.rope.freq_base"), true)?;
+    vals.0.push(("KL", key_len));
+    check_tensors(g, LLAMA_TENSORS, &vals)?;
+    if arch == "qwen3" {
+        check_tensors(g, QWEN3_EXTRA_TENSORS, &vals)?;
+    }
+    Ok(())
 }

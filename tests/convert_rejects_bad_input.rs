@@ -108,8 +108,8 @@ fn garbled_config_json() {
 #[test]
 fn unknown_model_type() {
     let d = copy_fixture("tiny", "err-modeltype");
-    edit_config(&d, |v| v["model_type"] = "llava".into());
-    expect_error(&d, &["config.json", "\"llava\"", "supported"]);
+    edit_config(&d, |v| v["model_type"] = "gemma3".into());
+    expect_error(&d, &["config.json", "\"gemma3\"", "supported"]);
 }
 
 #[test]

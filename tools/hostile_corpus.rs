@@ -816,8 +816,8 @@ fn forged_gguf_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
         ),
         (
             "clip.projector_type",
-            Some(MetaValue::Str("mlp".into())),
-            "clip.projector_type \"mlp\"",
+            Some(MetaValue::Str("ldp".into())),
+            "clip.projector_type \"ldp\"",
         ),
         (
             "clip.vision.feed_forward_length",
@@ -1244,7 +1244,7 @@ fn config_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
         ),
         (
             "model_type unknown",
-            Box::new(|c| c["model_type"] = json!("llava")),
+            Box::new(|c| c["model_type"] = json!("gemma3")),
             "unsupported model",
         ),
     ];

@@ -337,14 +337,12 @@ fn run(mut args: Args) -> Result<u8, String> {
             let n_ctx = match fixed_ctx {
                 Some(c) => c,
                 None => {
-                    let probe = chat::to_mtmd_prompt(
-                        &template
-                            .render(&[chat::Message::user(refs.len(), prompt)], true, thinking)
-                            .map_err(e)?,
-                    );
+                    let probe = template
+                        .render(&[chat::Message::user(refs.len(), prompt)], true, thinking)
+                        .map_err(e)?;
                     let prompt_tokens = match vision.as_ref() {
                         Some(v) => v
-                            .tokenize(&probe, &refs, true)
+                            .tokenize(&v.mark_images(&probe), &refs, true)
                             .map_err(|x| x.to_string())?
                             .total_tokens(),
                         None => engine.tokenize(&probe, true).len(),

@@ -61,11 +61,40 @@ struct KnownPreTokenizer {
     split_regexes: &'static [&'static str],
 }
 
+/// The split regex of Qwen2/Qwen3's tokenizer.json, llama.cpp's `qwen2` pre-tokenizer
+/// (llava-format.md §5.3).
+const QWEN2_SPLIT_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// To support another pre-tokenizer of that form, add its name and split regexes here.
-const KNOWN_PRE_TOKENIZERS: &[KnownPreTokenizer] = &[KnownPreTokenizer {
-    name: "tekken",
-    split_regexes: &[TEKKEN_SPLIT_REGEX],
-}];
+const KNOWN_PRE_TOKENIZERS: &[KnownPreTokenizer] = &[
+    KnownPreTokenizer {
+        name: "tekken",
+        split_regexes: &[TEKKEN_SPLIT_REGEX],
+    },
+    KnownPreTokenizer {
+        name: "qwen2",
+        split_regexes: &[QWEN2_SPLIT_REGEX],
+    },
+];
+
+/// The text of token `id` in a checkpoint's tokenizer.json (added tokens, then the model
+/// vocabulary), for naming an image token; None when the file or the id is missing.
+pub fn token_text(dir: &Path, id: u32) -> Option<String> {
+    let tok = read_json_object(&dir.join("tokenizer.json")).ok()?;
+    if let Some(added) = tok.get("added_tokens").and_then(Value::as_array) {
+        if let Some(t) = added
+            .iter()
+            .find(|t| t.get("id").and_then(Value::as_u64) == Some(id as u64))
+        {
+            return t.get("content").and_then(Value::as_str).map(str::to_string);
+        }
+    }
+    let vocab = tok.get("model")?.get("vocab")?.as_object()?;
+    vocab
+        .iter()
+        .find(|(_, v)| v.as_u64() == Some(id as u64))
+        .map(|(k, _)| k.clone())
+}
 
 /// The SpecialVocab token types that [`Vocab`] carries, in gguf-py's order.
 const SPECIAL_TYPES: [&str; 4] = ["bos", "eos", "unk", "pad"];

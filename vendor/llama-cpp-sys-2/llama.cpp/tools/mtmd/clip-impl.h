@@ -162,6 +162,9 @@
 #define TN_DEEPSTACK_NORM  "v.deepstack.%d.norm.%s"     // qwen3vl deepstack
 #define TN_DEEPSTACK_FC1   "v.deepstack.%d.fc1.%s"      // qwen3vl deepstack
 #define TN_DEEPSTACK_FC2   "v.deepstack.%d.fc2.%s"      // qwen3vl deepstack
+// artemis: the MLP projector's GELU is exact (erf) rather than tanh (LLaVA with "gelu")
+#define KEY_PROJ_GELU_ERF  "clip.vision.projector.gelu_erf"
+
 // artemis: optional extra projector after the qwen3vl merger (Schneewolf Labs Artemis mmproj)
 #define TN_ARTEMIS_FC1     "mm.artemis_fc1.%s"
 #define TN_ARTEMIS_FC2     "mm.artemis_fc2.%s"

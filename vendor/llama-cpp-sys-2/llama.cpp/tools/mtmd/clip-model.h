@@ -59,6 +59,9 @@ struct clip_hparams {
     int32_t n_layer = 0;
     int32_t n_merge = 1; // number of patch merges **per-side**
 
+    // artemis: exact (erf) GELU in the MLP projector; off unless the file sets the key
+    bool mm_gelu_erf = false;
+
     // for preprocessor
     int32_t image_longest_edge = 0;
     int32_t image_min_pixels = -1;

@@ -1380,6 +1380,8 @@ struct clip_model_loader {
                 if (use_gelu && use_silu) {
                     throw std::runtime_error(string_format("%s: both use_gelu and use_silu are set to true\n", __func__));
                 }
+                // artemis: optional, so files without the key behave as upstream
+                get_bool(KEY_PROJ_GELU_ERF, hparams.mm_gelu_erf, false);
                 if (use_gelu) {
                     hparams.ffn_op = FFN_GELU;
                     log_ffn_op = "gelu";

@@ -32,8 +32,10 @@ ggml_cgraph * clip_graph_llava::build() {
     ggml_tensor * inp = build_inp();
 
     // concat class_embeddings and patch_embeddings
+    // artemis: CLS first, as CLIP (and the positions/patches inputs below) expect; upstream put it
+    // last, so every patch got its neighbour's position embedding and CLS reached the LLM
     if (model.class_embedding) {
-        inp = ggml_concat(ctx0, inp, model.class_embedding, 1);
+        inp = ggml_concat(ctx0, model.class_embedding, inp, 1);
     }
 
     ggml_tensor * positions = ggml_new_tensor_1d(ctx0, GGML_TYPE_I32, n_pos);
@@ -166,7 +168,8 @@ ggml_cgraph * clip_graph_llava::build() {
             embeddings = build_mm(model.mm_0_w, embeddings);
             embeddings = ggml_add(ctx0, embeddings, model.mm_0_b);
 
-            embeddings = ggml_gelu(ctx0, embeddings);
+            // artemis: exact GELU when the file says so (transformers' "gelu"), else tanh as upstream
+            embeddings = hparams.mm_gelu_erf ? ggml_gelu_erf(ctx0, embeddings) : ggml_gelu(ctx0, embeddings);
             if (model.mm_2_w) {
                 embeddings = build_mm(model.mm_2_w, embeddings);
                 embeddings = ggml_add(ctx0, embeddings, model.mm_2_b);
