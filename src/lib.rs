@@ -1,8 +1,12 @@
-//! artemis-gguf: Artemis (Schneewolf Labs A3) checkpoints to llama.cpp GGUF, quantization and chat.
+//! artemis-gguf: vision-language checkpoints (Artemis A3, LLaVA-1.5 recipe) and plain decoders
+//! to llama.cpp GGUF, quantization and chat, run as their official implementations run them.
 //!
-//! Stages, in data-flow order: `checkpoint` (+ `config`) → `decoder` / `mmproj` / `vocab`
-//! mappings → `plan` → `convert` (which drives `encode` and the `gguf` writer). `llama` is the
-//! vendored llama.cpp as seen from Rust.
+//! Data flow: `checkpoint` (+ `config`) → `families` (which family; its decoder architecture and
+//! vision planner) → `decoder` / `mmproj` / `families::llava` / `vocab` mappings → `plan` →
+//! `convert` (driving `encode` and the `gguf` writer, `cleanup` for temp files) → `quantize`.
+//! At run time: `validate` (a GGUF against what llama.cpp will build) → `engine` (llama.cpp + mtmd,
+//! images prepared by `preprocess` as the family's processor does) → `chat`. `keys` spells our own
+//! GGUF keys; `cli` and `input` are the command-line and input-file conventions.
 
 pub mod chat;
 pub mod checkpoint;
