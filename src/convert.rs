@@ -374,6 +374,9 @@ pub fn describe(plan: &ConversionPlan, out_dir: &Path) -> String {
             plan.dropped.len(),
             plan.dropped_reason
         );
+        for name in &plan.dropped {
+            let _ = writeln!(s, "  -   {name}");
+        }
     }
     if let Some(p) = &plan.preprocessing {
         let _ = writeln!(s, "== image preprocessing from {p}");

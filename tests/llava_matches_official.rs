@@ -295,6 +295,30 @@ fn files_follow_the_llava_format_reference() {
 }
 
 #[test]
+fn dry_run_lists_the_llava_plan() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_artemis-convert"))
+        .args(["--to", "gguf", "--dry-run"])
+        .arg(fixtures().join("llava_mistral"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "general.architecture = \"llama\"",
+        "clip.projector_type = \"mlp\"",
+        "v.class_embd",
+        "mm.0.bias",
+        "(zeros: multi_modal_projector.linear_1.bias absent)",
+        "blk.0.attn_q.weight",
+        "== not written: ",
+        "vision_tower.encoder.layers.2.",
+        "== image preprocessing from ",
+    ] {
+        assert!(s.contains(needle), "dry run lacks {needle:?}:\n{s}");
+    }
+}
+
+#[test]
 fn quantized_llava_q4_k_m_with_q8_0_mmproj_still_chats() {
     let g = golden("llava_qwen3");
     let out = temp_dir("llava-q");

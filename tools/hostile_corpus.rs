@@ -1205,26 +1205,87 @@ fn llava_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
     use serde_json::json;
     let llava = inp.tiny.parent().unwrap().join("llava_qwen3");
     let edits: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>, &str)> = vec![
-        ("SigLIP tower", Box::new(|c| c["vision_config"]["model_type"] = json!("siglip_vision_model")), "siglip_vision_model"),
-        ("two feature layers", Box::new(|c| c["vision_feature_layer"] = json!([-2, -1])), "only one layer converts"),
-        ("feature layer past the tower", Box::new(|c| c["vision_feature_layer"] = json!(7)), "selects no block"),
-        ("strategy full", Box::new(|c| c["vision_feature_select_strategy"] = json!("full")), "\"full\" is not supported"),
-        ("LLaVA-NeXT pinpoints", Box::new(|c| c["image_grid_pinpoints"] = json!([[336, 672]])), "image_grid_pinpoints"),
-        ("tanh-free exact GELU tower", Box::new(|c| c["vision_config"]["hidden_act"] = json!("gelu")), "hidden_act \"gelu\""),
-        ("projector silu", Box::new(|c| c["projector_hidden_act"] = json!("silu")), "projector_hidden_act"),
-        ("gemma decoder", Box::new(|c| c["text_config"]["model_type"] = json!("gemma")), "text_config.model_type \"gemma\""),
+        (
+            "SigLIP tower",
+            Box::new(|c| c["vision_config"]["model_type"] = json!("siglip_vision_model")),
+            "siglip_vision_model",
+        ),
+        (
+            "two feature layers",
+            Box::new(|c| c["vision_feature_layer"] = json!([-2, -1])),
+            "only one layer converts",
+        ),
+        (
+            "feature layer past the tower",
+            Box::new(|c| c["vision_feature_layer"] = json!(7)),
+            "selects no block",
+        ),
+        (
+            "strategy full",
+            Box::new(|c| c["vision_feature_select_strategy"] = json!("full")),
+            "\"full\" is not supported",
+        ),
+        (
+            "LLaVA-NeXT pinpoints",
+            Box::new(|c| c["image_grid_pinpoints"] = json!([[336, 672]])),
+            "image_grid_pinpoints",
+        ),
+        (
+            "tanh-free exact GELU tower",
+            Box::new(|c| c["vision_config"]["hidden_act"] = json!("gelu")),
+            "hidden_act \"gelu\"",
+        ),
+        (
+            "projector silu",
+            Box::new(|c| c["projector_hidden_act"] = json!("silu")),
+            "projector_hidden_act",
+        ),
+        (
+            "gemma decoder",
+            Box::new(|c| c["text_config"]["model_type"] = json!("gemma")),
+            "text_config.model_type \"gemma\"",
+        ),
     ];
     for (i, (tag, edit, needle)) in edits.into_iter().enumerate() {
         let ckpt = dir.join(format!("ckpt-llava-{i}"));
         tiny_with_config(&llava, &ckpt, edit);
-        cases.push(case("LLaVA refusals", tag, Bin::Convert, vec!["--to".into(), "gguf".into(), s(&ckpt), "-o".into(), "out".into(), "--quiet".into()], err(&["config.json", needle])));
+        cases.push(case(
+            "LLaVA refusals",
+            tag,
+            Bin::Convert,
+            vec![
+                "--to".into(),
+                "gguf".into(),
+                s(&ckpt),
+                "-o".into(),
+                "out".into(),
+                "--quiet".into(),
+            ],
+            err(&["config.json", needle]),
+        ));
     }
     // processor config variants
     let pads: Vec<(&str, serde_json::Value, &str)> = vec![
-        ("do_pad", json!({"image_processor": {"do_pad": true, "size": {"shortest_edge": 56}, "crop_size": {"height": 56, "width": 56}}}), "do_pad"),
-        ("bilinear", json!({"image_processor": {"resample": 2, "size": {"shortest_edge": 56}}}), "resample 2"),
-        ("crop != image size", json!({"image_processor": {"size": {"shortest_edge": 64}, "crop_size": {"height": 64, "width": 64}}}), "differs from the tower's image_size"),
-        ("height/width size", json!({"image_processor": {"size": {"height": 56, "width": 56}}}), "shortest_edge"),
+        (
+            "do_pad",
+            json!({"image_processor": {"do_pad": true, "size": {"shortest_edge": 56}, "crop_size": {"height": 56, "width": 56}}}),
+            "do_pad",
+        ),
+        (
+            "bilinear",
+            json!({"image_processor": {"resample": 2, "size": {"shortest_edge": 56}}}),
+            "resample 2",
+        ),
+        (
+            "crop != image size",
+            json!({"image_processor": {"size": {"shortest_edge": 64}, "crop_size": {"height": 64, "width": 64}}}),
+            "differs from the tower's image_size",
+        ),
+        (
+            "height/width size",
+            json!({"image_processor": {"size": {"height": 56, "width": 56}}}),
+            "shortest_edge",
+        ),
     ];
     for (i, (tag, pc, needle)) in pads.into_iter().enumerate() {
         let ckpt = dir.join(format!("ckpt-llava-proc-{i}"));
@@ -1232,7 +1293,20 @@ fn llava_cases(dir: &Path, inp: &Inputs, cases: &mut Vec<Case>) {
         let p = ckpt.join("processor_config.json");
         std::fs::remove_file(&p).unwrap(); // a hard link to the fixture: never write through it
         std::fs::write(&p, pc.to_string()).unwrap();
-        cases.push(case("LLaVA refusals", tag, Bin::Convert, vec!["--to".into(), "gguf".into(), s(&ckpt), "-o".into(), "out".into(), "--quiet".into()], err(&["processor_config.json", needle])));
+        cases.push(case(
+            "LLaVA refusals",
+            tag,
+            Bin::Convert,
+            vec![
+                "--to".into(),
+                "gguf".into(),
+                s(&ckpt),
+                "-o".into(),
+                "out".into(),
+                "--quiet".into(),
+            ],
+            err(&["processor_config.json", needle]),
+        ));
     }
 }
 
