@@ -152,10 +152,22 @@ impl Engine {
     }
 
     pub fn session(&self, n_ctx: u32) -> Result<Session<'_>, EngineError> {
-        let backend = backend(self.opts.verbose)?;
         let n_ctx = n_ctx.max(16);
+        let ctx = self.context(n_ctx, 1)?;
+        Ok(Session {
+            ctx,
+            n_past: 0,
+            n_ctx,
+        })
+    }
+
+    /// A llama.cpp context of `n_ctx` cells shared by `n_seq` sequences (each gets
+    /// `n_ctx / n_seq`), with this engine's threads and KV settings.
+    pub fn context(&self, n_ctx: u32, n_seq: u32) -> Result<LlamaContext<'_>, EngineError> {
+        let backend = backend(self.opts.verbose)?;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_seq_max(n_seq.max(1))
             .with_n_batch(n_ctx.min(2048))
             .with_n_ubatch(n_ctx.min(512))
             .with_n_threads(self.opts.threads)
@@ -168,15 +180,9 @@ impl Engine {
         } else {
             params
         };
-        let ctx = self
-            .model
+        self.model
             .new_context(backend, params)
-            .map_err(rt("creating the llama.cpp context"))?;
-        Ok(Session {
-            ctx,
-            n_past: 0,
-            n_ctx,
-        })
+            .map_err(rt("creating the llama.cpp context"))
     }
 }
 
@@ -545,68 +551,8 @@ impl<'m> Session<'m> {
                 n_ctx: self.n_ctx,
             });
         }
-        let n_batch = self.ctx.n_batch() as i32;
-        let mut stats = PromptStats::default();
-        let started = std::time::Instant::now();
-        for i in 0..chunks.len() {
-            let chunk = chunks
-                .get(i)
-                .ok_or_else(|| EngineError::Runtime("missing prompt chunk".into()))?;
-            let last = i + 1 == chunks.len();
-            let mut new_n_past = self.n_past;
-            let rc = if chunk.chunk_type() == MtmdInputChunkType::Image {
-                let t0 = std::time::Instant::now();
-                // SAFETY: raw handles of live objects; mtmd's output buffer stays valid until the
-                // next encode, which happens after decode_image_chunk below.
-                let rc = unsafe {
-                    llama_cpp_sys_2::mtmd_encode_chunk(vision.mtmd.as_raw(), chunk.as_raw())
-                };
-                if rc != 0 {
-                    return Err(EngineError::Runtime(format!(
-                        "image encoding failed ({rc})"
-                    )));
-                }
-                stats.encode_ms += t0.elapsed().as_secs_f64() * 1e3;
-                stats.image_tokens += chunk.n_tokens();
-                unsafe {
-                    let embd = llama_cpp_sys_2::mtmd_get_output_embd(vision.mtmd.as_raw());
-                    llama_cpp_sys_2::mtmd_helper_decode_image_chunk(
-                        vision.mtmd.as_raw(),
-                        self.ctx.as_raw(),
-                        chunk.as_raw(),
-                        embd,
-                        self.n_past,
-                        0,
-                        n_batch,
-                        &mut new_n_past,
-                        None,
-                        std::ptr::null_mut(),
-                    )
-                }
-            } else {
-                stats.text_tokens += chunk.n_tokens();
-                // SAFETY: raw handles of live objects.
-                unsafe {
-                    llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
-                        vision.mtmd.as_raw(),
-                        self.ctx.as_raw(),
-                        chunk.as_raw(),
-                        self.n_past,
-                        0,
-                        n_batch,
-                        last,
-                        &mut new_n_past,
-                    )
-                }
-            };
-            if rc != 0 {
-                return Err(EngineError::Runtime(format!(
-                    "llama_decode failed on prompt chunk {i} ({rc})"
-                )));
-            }
-            self.n_past = new_n_past;
-        }
-        stats.prefill_ms = started.elapsed().as_secs_f64() * 1e3 - stats.encode_ms;
+        let (n_past, stats) = eval_chunks_into(&mut self.ctx, vision, chunks, self.n_past, 0)?;
+        self.n_past = n_past;
         Ok(stats)
     }
 
@@ -665,6 +611,99 @@ impl<'m> Session<'m> {
     }
 }
 
+/// Evaluates prompt chunks (text and images) into sequence `seq` of `ctx` from position
+/// `n_past`, logits for the last one; returns the new position and the timings. Shared by the
+/// one-sequence [`Session`] and the server's scheduler.
+pub fn eval_chunks_into(
+    ctx: &mut LlamaContext<'_>,
+    vision: &mut Vision,
+    chunks: &MtmdInputChunks,
+    mut n_past: i32,
+    seq: i32,
+) -> Result<(i32, PromptStats), EngineError> {
+    let mut stats = PromptStats::default();
+    let started = std::time::Instant::now();
+    for i in 0..chunks.len() {
+        let chunk = chunks
+            .get(i)
+            .ok_or_else(|| EngineError::Runtime("missing prompt chunk".into()))?;
+        n_past = eval_chunk_into(
+            ctx,
+            vision,
+            &chunk,
+            n_past,
+            seq,
+            i + 1 == chunks.len(),
+            &mut stats,
+        )
+        .map_err(|e| EngineError::Runtime(format!("{e} (prompt chunk {i})")))?;
+    }
+    stats.prefill_ms = started.elapsed().as_secs_f64() * 1e3 - stats.encode_ms;
+    Ok((n_past, stats))
+}
+
+/// Evaluates one text or image chunk into sequence `seq` (see [`eval_chunks_into`]).
+pub fn eval_chunk_into(
+    ctx: &mut LlamaContext<'_>,
+    vision: &mut Vision,
+    chunk: &llama_cpp_2::mtmd::MtmdInputChunk<'_>,
+    n_past: i32,
+    seq: i32,
+    logits_last: bool,
+    stats: &mut PromptStats,
+) -> Result<i32, EngineError> {
+    let n_batch = ctx.n_batch() as i32;
+    let mut new_n_past = n_past;
+    let rc = if chunk.chunk_type() == MtmdInputChunkType::Image {
+        let t0 = std::time::Instant::now();
+        // SAFETY: raw handles of live objects; mtmd's output buffer stays valid until the
+        // next encode, which happens after decode_image_chunk below.
+        let rc =
+            unsafe { llama_cpp_sys_2::mtmd_encode_chunk(vision.mtmd.as_raw(), chunk.as_raw()) };
+        if rc != 0 {
+            return Err(EngineError::Runtime(format!(
+                "image encoding failed ({rc})"
+            )));
+        }
+        stats.encode_ms += t0.elapsed().as_secs_f64() * 1e3;
+        stats.image_tokens += chunk.n_tokens();
+        unsafe {
+            let embd = llama_cpp_sys_2::mtmd_get_output_embd(vision.mtmd.as_raw());
+            llama_cpp_sys_2::mtmd_helper_decode_image_chunk(
+                vision.mtmd.as_raw(),
+                ctx.as_raw(),
+                chunk.as_raw(),
+                embd,
+                n_past,
+                seq,
+                n_batch,
+                &mut new_n_past,
+                None,
+                std::ptr::null_mut(),
+            )
+        }
+    } else {
+        stats.text_tokens += chunk.n_tokens();
+        // SAFETY: raw handles of live objects.
+        unsafe {
+            llama_cpp_sys_2::mtmd_helper_eval_chunk_single(
+                vision.mtmd.as_raw(),
+                ctx.as_raw(),
+                chunk.as_raw(),
+                n_past,
+                seq,
+                n_batch,
+                logits_last,
+                &mut new_n_past,
+            )
+        }
+    };
+    if rc != 0 {
+        return Err(EngineError::Runtime(format!("llama_decode failed ({rc})")));
+    }
+    Ok(new_n_past)
+}
+
 /// Timings of one prompt evaluation.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PromptStats {
@@ -700,6 +739,9 @@ pub struct Sampling {
     pub min_p: f32,
     pub repeat_penalty: f32,
     pub repeat_last_n: i32,
+    /// OpenAI-style penalties (llama.cpp's penalties sampler); 0 = off.
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
     pub seed: u32,
 }
 
@@ -712,6 +754,8 @@ impl Default for Sampling {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
             seed: 0xFFFF_FFFF,
         }
     }
@@ -719,15 +763,18 @@ impl Default for Sampling {
 
 impl Sampling {
     /// llama.cpp's sampler order: penalties, top-k, top-p, min-p, temperature, then draw.
-    fn sampler(&self, n_vocab: i32) -> LlamaSampler {
+    pub fn sampler(&self, n_vocab: i32) -> LlamaSampler {
         let mut chain = Vec::new();
-        if self.repeat_penalty != 1.0 {
+        if self.repeat_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+        {
             chain.push(LlamaSampler::penalties(
                 n_vocab,
                 self.repeat_last_n,
                 self.repeat_penalty,
-                0.0,
-                0.0,
+                self.frequency_penalty,
+                self.presence_penalty,
             ));
         }
         if self.temp <= 0.0 {

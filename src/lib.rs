@@ -28,5 +28,6 @@ pub mod plan;
 pub mod preprocess;
 pub mod progress;
 pub mod quantize;
+pub mod server;
 pub mod validate;
 pub mod vocab;

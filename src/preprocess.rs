@@ -138,16 +138,32 @@ impl Prepared {
 /// Decodes a PNG or JPEG file (format sniffed from the content, like `PIL.Image.open`).
 /// No EXIF orientation is applied (see the module docs).
 pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
+    let label = path.display().to_string();
+    let bytes = crate::input::read_regular(path, MAX_IMAGE_FILE_BYTES).map_err(|e| {
+        PreprocessError::Load {
+            path: label.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    load_image_bytes(&bytes, &label)
+}
+
+/// Decodes image bytes (PNG or JPEG) under the same limits as [`load_image`]: the pixel budget
+/// is enforced from the header, before any pixel is decoded. `label` names the source in errors.
+pub fn load_image_bytes(bytes: &[u8], label: &str) -> Result<DynamicImage, PreprocessError> {
     let err = |message: String| PreprocessError::Load {
-        path: path.display().to_string(),
+        path: label.to_string(),
         message,
     };
-    let bytes =
-        crate::input::read_regular(path, MAX_IMAGE_FILE_BYTES).map_err(|e| err(e.to_string()))?;
-    let format = image::guess_format(&bytes)
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(err(format!(
+            "{} bytes, more than the {MAX_IMAGE_FILE_BYTES} allowed",
+            bytes.len()
+        )));
+    }
+    let format = image::guess_format(bytes)
         .map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".to_string()))?;
-    let reader = || image::ImageReader::with_format(std::io::Cursor::new(&bytes[..]), format);
-    // The pixel budget is enforced from the header, before any pixel is decoded.
+    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let (w, h) = reader()
         .into_dimensions()
         .map_err(|e| err(format!("{format:?} header: {e}")))?;

@@ -252,6 +252,7 @@ fn run(mut args: Args) -> Result<u8, String> {
         repeat_penalty: args.repeat_penalty,
         repeat_last_n: 64,
         seed: args.seed.unwrap_or(0xFFFF_FFFF),
+        ..Sampling::default()
     };
     let thinking = if args.think {
         Some(true)

@@ -1,0 +1,149 @@
+//! artemis-serve: an OpenAI-compatible HTTP server (chat completions with images, completions,
+//! models, health, metrics). Flag names follow llama-server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use artemis_gguf::engine::{EngineOptions, VisionOptions};
+use artemis_gguf::server::{serve, ServerConfig};
+
+/// Serve a decoder GGUF (and its mmproj) over an OpenAI-compatible HTTP API.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Decoder GGUF.
+    model: PathBuf,
+    /// mmproj GGUF (image input).
+    #[arg(long)]
+    mmproj: Option<PathBuf>,
+    /// Address to listen on (a non-loopback address exposes the server to the network).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sequences decoded together (-np N as in llama-server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    parallel: u32,
+    /// Context tokens per sequence.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
+    ctx_size: u32,
+    /// Threads (default and -1: all cores).
+    #[arg(short = 't', long, allow_hyphen_values = true, value_parser = |s: &str| artemis_gguf::cli::parse_threads("-t", s))]
+    threads: Option<usize>,
+    /// Decoder layers on the GPU (-ngl N|all|auto|-1).
+    #[arg(
+        long = "n-gpu-layers",
+        visible_alias = "gpu-layers",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    n_gpu_layers: String,
+    /// Keep the mmproj on the CPU.
+    #[arg(long = "no-mmproj-offload")]
+    no_mmproj_offload: bool,
+    /// Require `Authorization: Bearer KEY` (also from ARTEMIS_API_KEY).
+    #[arg(long = "api-key")]
+    api_key: Option<String>,
+    /// Model name reported by /v1/models and in responses (default: the file name).
+    #[arg(long)]
+    alias: Option<String>,
+    /// Seconds a request may take in all.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Largest request body in bytes (images are sent inline).
+    #[arg(long = "body-limit", default_value_t = 32 << 20)]
+    body_limit: usize,
+    /// Requests that may wait for a free sequence; more get 503.
+    #[arg(long = "queue-limit", default_value_t = 64)]
+    queue_limit: usize,
+    /// Most image tokens per image (default: the mmproj's budget).
+    #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
+    image_max_tokens: Option<i32>,
+    #[arg(long = "image-min-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
+    image_min_tokens: Option<i32>,
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse_from(artemis_gguf::cli::llama_style_args(std::env::args_os()));
+    let n_gpu_layers = match artemis_gguf::cli::parse_gpu_layers(&args.n_gpu_layers) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("artemis-serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let has_key =
+        args.api_key.is_some() || std::env::var("ARTEMIS_API_KEY").is_ok_and(|k| !k.is_empty());
+    if !matches!(args.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        eprintln!(
+            "artemis-serve: warning: listening on {} exposes the server beyond this machine{}",
+            args.host,
+            if has_key {
+                ""
+            } else {
+                " without an API key (--api-key)"
+            }
+        );
+    }
+    let alias = args.alias.clone().unwrap_or_else(|| {
+        args.model
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let cfg = ServerConfig {
+        model: args.model.clone(),
+        mmproj: args.mmproj.clone(),
+        host: args.host.clone(),
+        port: args.port,
+        parallel: args.parallel as usize,
+        ctx_per_seq: args.ctx_size,
+        engine: EngineOptions {
+            n_gpu_layers,
+            threads: args
+                .threads
+                .unwrap_or_else(artemis_gguf::cli::default_threads) as i32,
+            verbose: args.verbose,
+            kv_f32: false,
+        },
+        vision: VisionOptions {
+            use_gpu: !args.no_mmproj_offload,
+            image_min_tokens: args.image_min_tokens.unwrap_or(-1),
+            image_max_tokens: args.image_max_tokens.unwrap_or(-1),
+            flash_attn: None,
+        },
+        api_key: args.api_key.clone().or_else(|| {
+            std::env::var("ARTEMIS_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+        }),
+        alias,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        body_limit: args.body_limit,
+        queue_limit: args.queue_limit,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("artemis-serve: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(serve(cfg, |addr| {
+        eprintln!("artemis-serve: listening on http://{addr}")
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("artemis-serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Counters behind `GET /metrics` (Prometheus text format).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Metrics {
+    /// The model is loaded (`/health` answers 200).
+    pub ready: AtomicBool,
+    pub queue_depth: AtomicUsize,
+    pub active: AtomicUsize,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+    /// Image encoding time, microseconds.
+    pub image_encode_ms: AtomicU64,
+    requests: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    pub fn count_request(&self, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# HELP artemis_requests_total HTTP requests by status code.\n# TYPE artemis_requests_total counter");
+        for (code, n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(s, "artemis_requests_total{{status=\"{code}\"}} {n}");
+        }
+        let g = |s: &mut String, name: &str, kind: &str, help: &str, v: f64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        g(
+            &mut s,
+            "artemis_prompt_tokens_total",
+            "counter",
+            "Prompt tokens evaluated (text and image).",
+            self.prompt_tokens.load(Ordering::Relaxed) as f64,
+        );
+        g(
+            &mut s,
+            "artemis_completion_tokens_total",
+            "counter",
+            "Tokens generated.",
+            self.completion_tokens.load(Ordering::Relaxed) as f64,
+        );
+        g(
+            &mut s,
+            "artemis_queue_depth",
+            "gauge",
+            "Requests waiting for a sequence.",
+            self.queue_depth.load(Ordering::Relaxed) as f64,
+        );
+        g(
+            &mut s,
+            "artemis_active_sequences",
+            "gauge",
+            "Sequences generating.",
+            self.active.load(Ordering::Relaxed) as f64,
+        );
+        g(
+            &mut s,
+            "artemis_image_encode_seconds_total",
+            "counter",
+            "Time spent encoding images.",
+            self.image_encode_ms.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        s
+    }
+}

@@ -1,0 +1,569 @@
+//! artemis-serve: an OpenAI-compatible HTTP server over the same runtime as artemis-chat.
+//!
+//! HTTP (axum) threads parse and validate requests, decode and prepare images (the family's
+//! official preprocessing, with the pixel budget checked from the header) and render the chat
+//! template; one engine thread ([`scheduler`]) runs the model with `--parallel` sequences.
+
+pub mod metrics;
+pub mod openai;
+pub mod scheduler;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::chat::ChatTemplate;
+use crate::engine::{EngineOptions, ImagePrep, VisionOptions};
+use metrics::Metrics;
+use openai::{ApiError, Request, ThinkSplitter};
+use scheduler::{Event, Job, ModelInfo, PreparedImage, Scheduler, SchedulerConfig, SubmitError};
+
+/// Everything `artemis-serve` is started with.
+pub struct ServerConfig {
+    pub model: PathBuf,
+    pub mmproj: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    pub parallel: usize,
+    pub ctx_per_seq: u32,
+    pub engine: EngineOptions,
+    pub vision: VisionOptions,
+    pub api_key: Option<String>,
+    pub alias: String,
+    pub timeout: Duration,
+    pub body_limit: usize,
+    pub queue_limit: usize,
+}
+
+struct AppState {
+    scheduler: Scheduler,
+    metrics: Arc<Metrics>,
+    info: tokio::sync::OnceCell<ModelInfo>,
+    template: Option<ChatTemplate>,
+    api_key: Option<String>,
+    alias: String,
+    timeout: Duration,
+}
+
+type Shared = Arc<AppState>;
+
+/// Binds, starts loading the model, and serves until ctrl-c. `on_bound` gets the bound address
+/// (port 0 picks a free one).
+pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let template = ChatTemplate::from_gguf(&cfg.model).ok();
+    let metrics = Arc::new(Metrics::default());
+    let (scheduler, ready) = Scheduler::start(
+        SchedulerConfig {
+            model: cfg.model.clone(),
+            mmproj: cfg.mmproj.clone(),
+            engine: cfg.engine.clone(),
+            vision: cfg.vision.clone(),
+            parallel: cfg.parallel,
+            ctx_per_seq: cfg.ctx_per_seq,
+            queue_limit: cfg.queue_limit,
+        },
+        metrics.clone(),
+    );
+    let state = Arc::new(AppState {
+        scheduler,
+        metrics: metrics.clone(),
+        info: tokio::sync::OnceCell::new(),
+        template,
+        api_key: cfg.api_key.clone(),
+        alias: cfg.alias.clone(),
+        timeout: cfg.timeout,
+    });
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "--host {} --port {}: cannot listen: {e}",
+                cfg.host, cfg.port
+            )
+        })?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    on_bound(addr);
+    // the model loads while the server already answers /health with 503
+    let loaded = tokio::task::spawn_blocking(move || {
+        ready
+            .recv()
+            .unwrap_or_else(|_| Err("the engine thread stopped".into()))
+    });
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    let st = state.clone();
+    let load_then_serve = async move {
+        match loaded.await {
+            Ok(Ok(info)) => {
+                for w in &info.warnings {
+                    eprintln!("artemis-serve: warning: {w}");
+                }
+                let _ = st.info.set(info);
+                std::future::pending::<Result<(), String>>().await
+            }
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| e.to_string()),
+        r = load_then_serve => r,
+    }
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(key) = &state.api_key else {
+        return Ok(());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(key.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "invalid or missing API key",
+        ))
+    }
+}
+
+fn respond(state: &AppState, r: Result<Response, ApiError>) -> Response {
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    state.metrics.count_request(resp.status().as_u16());
+    resp
+}
+
+async fn health(State(st): State<Shared>) -> Response {
+    let resp = if st.metrics.ready.load(Ordering::SeqCst) && st.info.get().is_some() {
+        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable_error",
+            "loading",
+            "the model is loading",
+        )
+        .into_response()
+    };
+    respond(&st, Ok(resp))
+}
+
+async fn models(State(st): State<Shared>) -> Response {
+    let vision = st.info.get().is_some_and(|i| i.has_vision);
+    let modalities: Vec<&str> = if vision {
+        vec!["text", "image"]
+    } else {
+        vec!["text"]
+    };
+    let body = json!({"object": "list", "data": [{"id": st.alias, "object": "model", "created": openai::now(), "owned_by": "artemis-gguf", "input_modalities": modalities}]});
+    respond(&st, Ok(Json(body).into_response()))
+}
+
+async fn metrics_text(State(st): State<Shared>) -> Response {
+    let body = st.metrics.render();
+    respond(
+        &st,
+        Ok(([("content-type", "text/plain; version=0.0.4")], body).into_response()),
+    )
+}
+
+async fn not_found(State(st): State<Shared>) -> Response {
+    respond(
+        &st,
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            "no such endpoint",
+        )),
+    )
+}
+
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                "the request body is over the server's limit",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_body",
+                e.body_text(),
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+async fn chat_completions(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = async {
+        authorize(&st, &headers)?;
+        let v = parse_body(body)?;
+        let req = openai::chat_request(&v)?;
+        run(&st, req, true).await
+    }
+    .await;
+    respond(&st, r)
+}
+
+async fn completions(
+    State(st): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let r = async {
+        authorize(&st, &headers)?;
+        let v = parse_body(body)?;
+        let req = openai::completion_request(&v)?;
+        run(&st, req, false).await
+    }
+    .await;
+    respond(&st, r)
+}
+
+/// Decodes and prepares a request's images on a blocking thread (the family's processor).
+fn prepare_images(
+    images: Vec<(String, Vec<u8>)>,
+    prep: Option<ImagePrep>,
+) -> Result<Vec<PreparedImage>, ApiError> {
+    images
+        .into_iter()
+        .map(|(param, bytes)| {
+            let bad = |m: String| ApiError {
+                code: "invalid_image",
+                ..ApiError::invalid(&param, m)
+            };
+            let img = crate::preprocess::load_image_bytes(&bytes, "the image")
+                .map_err(|e| bad(e.to_string()))?;
+            let rgb = match &prep {
+                Some(ImagePrep::SmartResize(p)) => {
+                    crate::preprocess::preprocess(&img, p)
+                        .map_err(|e| bad(e.to_string()))?
+                        .resized
+                }
+                Some(ImagePrep::ResizeCrop {
+                    shortest_edge,
+                    crop,
+                }) => crate::preprocess::resize_shortest_and_crop(&img, *shortest_edge, *crop)
+                    .map_err(|e| bad(e.to_string()))?,
+                None => img.to_rgb8(),
+            };
+            Ok(PreparedImage::new(
+                rgb.width(),
+                rgb.height(),
+                rgb.into_raw(),
+            ))
+        })
+        .collect()
+}
+
+async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError> {
+    let info = st
+        .info
+        .get()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable_error",
+                "loading",
+                "the model is loading",
+            )
+        })?
+        .clone();
+    if !req.images.is_empty() && !info.has_vision {
+        return Err(ApiError::invalid(
+            "messages",
+            "this server was started without --mmproj: images are not supported",
+        ));
+    }
+    // render the prompt
+    let (prompt, opens_think) = if chat {
+        let template = st.template.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "no_template",
+                "the model has no chat template; use /v1/completions",
+            )
+        })?;
+        let rendered = template
+            .render(&req.messages, true, req.enable_thinking)
+            .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        let opens = rendered.trim_end().ends_with(openai::THINK_OPEN);
+        let marked = match &info.placeholder {
+            Some(p) => rendered.replace(p.as_str(), llama_cpp_2::mtmd::mtmd_default_marker()),
+            None => rendered,
+        };
+        (marked, opens)
+    } else {
+        (req.prompt.clone().unwrap_or_default(), false)
+    };
+    let n_markers = prompt
+        .matches(llama_cpp_2::mtmd::mtmd_default_marker())
+        .count();
+    if n_markers != req.images.len() {
+        return Err(ApiError::invalid(
+            "messages",
+            format!(
+                "the chat template placed {n_markers} images but the request has {}",
+                req.images.len()
+            ),
+        ));
+    }
+    let prep = info.prep.clone();
+    let images = tokio::task::spawn_blocking(move || prepare_images(req.images, prep))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal",
+                e.to_string(),
+            )
+        })??;
+    let (tx, mut rx) = unbounded_channel();
+    let job = Job {
+        prompt,
+        images,
+        sampling: req.sampling.clone(),
+        max_tokens: req.max_tokens,
+        stop: req.stop.clone(),
+        events: tx,
+    };
+    st.scheduler.submit(job).map_err(|e| match e {
+        SubmitError::QueueFull => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "queue_full",
+            "the server is busy (queue full); retry later",
+        ),
+        SubmitError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "stopped",
+            "the engine stopped",
+        ),
+    })?;
+    // the prompt is evaluated first: errors about it are still a 4xx
+    let started = tokio::time::timeout(st.timeout, rx.recv())
+        .await
+        .map_err(|_| timeout_error())?;
+    let prompt_tokens = match started {
+        Some(Event::Started { prompt_tokens, .. }) => prompt_tokens,
+        Some(Event::Failed { message, context }) => {
+            return Err(if context {
+                ApiError {
+                    code: "context_length_exceeded",
+                    ..ApiError::invalid("messages", message)
+                }
+            } else {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "engine_error",
+                    message,
+                )
+            })
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "engine_error",
+                "the engine ended the request",
+            ))
+        }
+    };
+    let id = format!("{}-{:x}", if chat { "chatcmpl" } else { "cmpl" }, rand_id());
+    let model = st.alias.clone();
+    let created = openai::now();
+    if req.stream {
+        let (sse_tx, sse_rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
+        let timeout = st.timeout;
+        tokio::spawn(async move {
+            let chunk = |delta: Value, finish: Option<&str>| {
+                if chat {
+                    json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                } else {
+                    json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "finish_reason": finish, "logprobs": null}]})
+                }
+            };
+            let send = |v: Value| {
+                let tx = sse_tx.clone();
+                async move {
+                    tx.send(Ok(SseEvent::default().data(v.to_string())))
+                        .await
+                        .is_ok()
+                }
+            };
+            if chat && !send(chunk(json!({"role": "assistant", "content": ""}), None)).await {
+                return;
+            }
+            let mut split = ThinkSplitter::new(opens_think && chat);
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let ev = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(ev)) => ev,
+                    _ => return, // timeout or engine gone: dropping rx cancels the sequence
+                };
+                match ev {
+                    Event::Text(t) => {
+                        let (r, c) = split.push(&t, false);
+                        if !r.is_empty()
+                            && !send(chunk(json!({"reasoning_content": r}), None)).await
+                        {
+                            return;
+                        }
+                        if !c.is_empty() && !send(chunk(json!({"content": c}), None)).await {
+                            return;
+                        }
+                    }
+                    Event::Done {
+                        reason,
+                        prompt_tokens,
+                        completion_tokens,
+                    } => {
+                        let (r, c) = split.push("", true);
+                        if !r.is_empty() {
+                            send(chunk(json!({"reasoning_content": r}), None)).await;
+                        }
+                        if !c.is_empty() {
+                            send(chunk(json!({"content": c}), None)).await;
+                        }
+                        send(chunk(json!({}), Some(reason.as_str()))).await;
+                        if req.include_usage {
+                            let obj = if chat {
+                                "chat.completion.chunk"
+                            } else {
+                                "text_completion"
+                            };
+                            send(json!({"id": id, "object": obj, "created": created, "model": model, "choices": [], "usage": openai::usage(prompt_tokens, completion_tokens)})).await;
+                        }
+                        let _ = sse_tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
+                        return;
+                    }
+                    Event::Failed { message, .. } => {
+                        send(json!({"error": {"message": message, "type": "server_error", "param": null, "code": "engine_error"}})).await;
+                        return;
+                    }
+                    Event::Started { .. } => {}
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(sse_rx);
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    // non-streamed: collect
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + st.timeout;
+    let (reason, completion_tokens) = loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return Err(timeout_error()),
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "engine_error",
+                    "the engine ended the request",
+                ))
+            }
+            Ok(Some(Event::Text(t))) => text.push_str(&t),
+            Ok(Some(Event::Done {
+                reason,
+                completion_tokens,
+                ..
+            })) => break (reason, completion_tokens),
+            Ok(Some(Event::Failed { message, .. })) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "engine_error",
+                    message,
+                ))
+            }
+            Ok(Some(Event::Started { .. })) => {}
+        }
+    };
+    let usage = openai::usage(prompt_tokens, completion_tokens);
+    let body = if chat {
+        let mut split = ThinkSplitter::new(opens_think);
+        let (mut r, mut c) = split.push(&text, false);
+        let (r2, c2) = split.push("", true);
+        r += &r2;
+        c += &c2;
+        let mut message = json!({"role": "assistant", "content": c});
+        if opens_think || !r.is_empty() {
+            message["reasoning_content"] = json!(r);
+        }
+        json!({"id": id, "object": "chat.completion", "created": created, "model": model, "choices": [{"index": 0, "message": message, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage})
+    } else {
+        json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"index": 0, "text": text, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage})
+    };
+    Ok(Json(body).into_response())
+}
+
+fn timeout_error() -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "server_error",
+        "timeout",
+        "the request ran past the server's --timeout",
+    )
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

@@ -1,0 +1,457 @@
+//! OpenAI request parsing (with errors a client can act on) and response shapes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::chat::{Message, Part};
+use crate::engine::Sampling;
+
+/// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, `code` a string.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: &'static str,
+}
+
+impl ApiError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: Some(param.into()),
+            code: "invalid_value",
+        }
+    }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A parsed chat or text completion request.
+pub struct Request {
+    pub messages: Vec<Message>,
+    /// Raw text prompt (`/v1/completions`).
+    pub prompt: Option<String>,
+    /// Image sources in prompt order (`data:` URLs), with the JSON path for errors.
+    pub images: Vec<(String, Vec<u8>)>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub max_tokens: Option<usize>,
+    pub sampling: Sampling,
+    pub stop: Vec<String>,
+    pub enable_thinking: Option<bool>,
+}
+
+fn num(v: &Value, param: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+    match v.get(param) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => match x.as_f64() {
+            Some(f) if f.is_finite() && (lo..=hi).contains(&f) => Ok(Some(f)),
+            Some(_) => Err(ApiError::invalid(
+                param,
+                format!("{param} must be between {lo} and {hi}"),
+            )),
+            None => Err(ApiError::invalid(
+                param,
+                format!("{param} must be a number"),
+            )),
+        },
+    }
+}
+
+fn int(v: &Value, param: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError> {
+    match v.get(param) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => match x.as_i64() {
+            Some(i) if (lo..=hi).contains(&i) => Ok(Some(i)),
+            Some(_) => Err(ApiError::invalid(
+                param,
+                format!("{param} must be an integer from {lo} to {hi}"),
+            )),
+            None => Err(ApiError::invalid(
+                param,
+                format!("{param} must be an integer"),
+            )),
+        },
+    }
+}
+
+/// The sampling, stop and streaming fields shared by both endpoints.
+fn common(v: &Value) -> Result<(Sampling, Option<usize>, Vec<String>, bool, bool), ApiError> {
+    if let Some(n) = int(v, "n", i64::MIN, i64::MAX)? {
+        if n != 1 {
+            return Err(ApiError::invalid("n", "only n = 1 is supported"));
+        }
+    }
+    let max_tokens = match int(v, "max_completion_tokens", 0, 1 << 20)? {
+        Some(m) => Some(m as usize),
+        None => int(v, "max_tokens", 0, 1 << 20)?.map(|m| m as usize),
+    };
+    let mut s = Sampling {
+        temp: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        ..Sampling::default()
+    };
+    if let Some(t) = num(v, "temperature", 0.0, 2.0)? {
+        s.temp = t as f32;
+    }
+    if let Some(p) = num(v, "top_p", 0.0, 1.0)? {
+        s.top_p = p as f32;
+    }
+    if let Some(k) = int(v, "top_k", 0, 1 << 20)? {
+        s.top_k = k as i32;
+    }
+    if let Some(p) = num(v, "min_p", 0.0, 1.0)? {
+        s.min_p = p as f32;
+    }
+    if let Some(p) = num(v, "repeat_penalty", 0.0, 10.0)? {
+        s.repeat_penalty = p as f32;
+    }
+    if let Some(p) = num(v, "frequency_penalty", -2.0, 2.0)? {
+        s.frequency_penalty = p as f32;
+    }
+    if let Some(p) = num(v, "presence_penalty", -2.0, 2.0)? {
+        s.presence_penalty = p as f32;
+    }
+    if let Some(seed) = int(v, "seed", i64::MIN, i64::MAX)? {
+        s.seed = seed as u32;
+    }
+    if s.top_k == 0 {
+        s.top_k = 1 << 20; // "no top-k"
+    }
+    let stop = match v.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(x)) => vec![x.clone()],
+        Some(Value::Array(a)) if a.len() <= 4 && a.iter().all(Value::is_string) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stop",
+                "stop must be a string or a list of up to 4 strings",
+            ))
+        }
+    };
+    if stop.iter().any(String::is_empty) {
+        return Err(ApiError::invalid("stop", "stop strings must not be empty"));
+    }
+    let stream = match v.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid("stream", "stream must be a boolean")),
+    };
+    let include_usage = v
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok((s, max_tokens, stop, stream, include_usage))
+}
+
+/// Decodes a `data:image/...;base64,` URL; other schemes are refused.
+fn image_bytes(url: &str, param: &str) -> Result<Vec<u8>, ApiError> {
+    let Some(rest) = url.strip_prefix("data:") else {
+        let scheme = url.split(':').next().unwrap_or("");
+        let message = match scheme {
+            "http" | "https" => "image URLs are not fetched by this server (start it with --allow-image-urls is not supported yet); send the image as a data: URL",
+            "file" => "file: URLs are never read",
+            _ => "image_url must be a data:image/...;base64, URL",
+        };
+        return Err(ApiError {
+            code: "unsupported_image_url",
+            ..ApiError::invalid(param, message)
+        });
+    };
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| ApiError::invalid(param, "data: URL without a comma"))?;
+    if !meta.starts_with("image/") || !meta.ends_with(";base64") {
+        return Err(ApiError::invalid(
+            param,
+            "only data:image/...;base64, URLs are supported",
+        ));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| ApiError {
+            code: "invalid_base64",
+            ..ApiError::invalid(param, format!("the image is not valid base64: {e}"))
+        })
+}
+
+const ROLES: &[&str] = &["system", "user", "assistant", "tool", "developer"];
+
+/// Parses a `/v1/chat/completions` body.
+pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
+    }
+    let (sampling, max_tokens, stop, stream, include_usage) = common(v)?;
+    let msgs = match v.get("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => {
+            return Err(ApiError::invalid("messages", "messages must not be empty"))
+        }
+        Some(_) => return Err(ApiError::invalid("messages", "messages must be a list")),
+        None => {
+            return Err(ApiError {
+                code: "missing_field",
+                ..ApiError::invalid("messages", "messages is required")
+            })
+        }
+    };
+    let mut messages = Vec::new();
+    let mut images = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::invalid(
+                format!("messages[{i}].role"),
+                "each message needs a string role",
+            )
+        })?;
+        if !ROLES.contains(&role) {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                format!("unknown role {role:?}"),
+            ));
+        }
+        let role = if role == "developer" { "system" } else { role };
+        let mut parts = Vec::new();
+        match m.get("content") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(t)) => parts.push(Part::Text(t.clone())),
+            Some(Value::Array(items)) => {
+                for (j, p) in items.iter().enumerate() {
+                    let param = format!("messages[{i}].content[{j}]");
+                    match p.get("type").and_then(Value::as_str) {
+                        Some("text") => parts.push(Part::Text(
+                            p.get("text")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| {
+                                    ApiError::invalid(&param, "a text part needs a string text")
+                                })?
+                                .to_string(),
+                        )),
+                        Some("image_url") => {
+                            let url = match p.get("image_url") {
+                                Some(Value::String(u)) => u.as_str(),
+                                Some(o) => {
+                                    o.get("url").and_then(Value::as_str).ok_or_else(|| {
+                                        ApiError::invalid(&param, "image_url needs a url")
+                                    })?
+                                }
+                                None => {
+                                    return Err(ApiError::invalid(&param, "image_url needs a url"))
+                                }
+                            };
+                            images.push((param.clone(), image_bytes(url, &param)?));
+                            parts.push(Part::Image);
+                        }
+                        Some("input_audio") => {
+                            return Err(ApiError::invalid(&param, "audio input is not supported"))
+                        }
+                        Some(other) => {
+                            return Err(ApiError::invalid(
+                                &param,
+                                format!("unknown content part type {other:?}"),
+                            ))
+                        }
+                        None => {
+                            return Err(ApiError::invalid(&param, "each content part needs a type"))
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    format!("messages[{i}].content"),
+                    "content must be a string or a list of parts",
+                ))
+            }
+        }
+        messages.push(Message {
+            role: role.to_string(),
+            parts,
+        });
+    }
+    let enable_thinking = v
+        .get("chat_template_kwargs")
+        .and_then(|k| k.get("enable_thinking"))
+        .and_then(Value::as_bool);
+    Ok(Request {
+        messages,
+        prompt: None,
+        images,
+        stream,
+        include_usage,
+        max_tokens,
+        sampling,
+        stop,
+        enable_thinking,
+    })
+}
+
+/// Parses a `/v1/completions` body (text only).
+pub fn completion_request(v: &Value) -> Result<Request, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
+    }
+    let (sampling, max_tokens, stop, stream, include_usage) = common(v)?;
+    let prompt = match v.get("prompt") {
+        Some(Value::String(p)) => p.clone(),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or("").to_string()
+        }
+        Some(_) => return Err(ApiError::invalid("prompt", "prompt must be a string")),
+        None => {
+            return Err(ApiError {
+                code: "missing_field",
+                ..ApiError::invalid("prompt", "prompt is required")
+            })
+        }
+    };
+    Ok(Request {
+        messages: Vec::new(),
+        prompt: Some(prompt),
+        images: Vec::new(),
+        stream,
+        include_usage,
+        max_tokens,
+        sampling,
+        stop,
+        enable_thinking: None,
+    })
+}
+
+/// Splits generated text into reasoning (`<think>` … `</think>`) and answer, incrementally,
+/// holding back a tail that could be the start of a marker.
+pub struct ThinkSplitter {
+    in_think: bool,
+    buf: String,
+}
+
+pub const THINK_OPEN: &str = "<think>";
+pub const THINK_CLOSE: &str = "</think>";
+
+impl ThinkSplitter {
+    /// `opens`: the rendered prompt already opened a thinking block.
+    pub fn new(opens: bool) -> ThinkSplitter {
+        ThinkSplitter {
+            in_think: opens,
+            buf: String::new(),
+        }
+    }
+
+    /// Feeds text; returns (reasoning, content) pieces ready to send.
+    pub fn push(&mut self, text: &str, done: bool) -> (String, String) {
+        self.buf.push_str(text);
+        let (mut reasoning, mut content) = (String::new(), String::new());
+        loop {
+            let marker = if self.in_think {
+                THINK_CLOSE
+            } else {
+                THINK_OPEN
+            };
+            if let Some(i) = self.buf.find(marker) {
+                let before: String = self.buf.drain(..i).collect();
+                self.buf.drain(..marker.len());
+                if self.in_think {
+                    reasoning.push_str(&before)
+                } else {
+                    content.push_str(&before)
+                }
+                if !self.in_think && !content.trim().is_empty() {
+                    // a <think> after the answer started is text, not a block
+                    content.push_str(marker);
+                    continue;
+                }
+                self.in_think = !self.in_think;
+                if !self.in_think {
+                    // the answer starts after the blank line that follows </think>
+                    let trimmed = self.buf.trim_start_matches('\n').len();
+                    let cut = self.buf.len() - trimmed;
+                    self.buf.drain(..cut);
+                }
+                continue;
+            }
+            // keep what could be the start of the marker
+            let mut keep = if done {
+                0
+            } else {
+                (1..marker.len())
+                    .rev()
+                    .find(|&k| self.buf.ends_with(&marker[..k]))
+                    .unwrap_or(0)
+            };
+            while !self.buf.is_char_boundary(self.buf.len() - keep) {
+                keep += 1;
+            }
+            let out: String = self.buf.drain(..self.buf.len() - keep).collect();
+            if self.in_think {
+                reasoning.push_str(&out)
+            } else {
+                content.push_str(&out)
+            }
+            break;
+        }
+        (reasoning, content)
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn think_splitter_routes_reasoning_and_answer_across_chunk_boundaries() {
+        let mut s = ThinkSplitter::new(true);
+        let mut r = String::new();
+        let mut c = String::new();
+        for piece in ["I think", " so </th", "ink>\n\nThe ans", "wer."] {
+            let (a, b) = s.push(piece, false);
+            r += &a;
+            c += &b;
+        }
+        let (a, b) = s.push("", true);
+        r += &a;
+        c += &b;
+        assert_eq!((r.as_str(), c.as_str()), ("I think so ", "The answer."));
+    }
+}

@@ -1,0 +1,686 @@
+//! The engine thread: it alone owns the llama.cpp context and mtmd (neither is thread-safe) and
+//! runs up to `parallel` sequences at once. Each step feeds the prompt of newly admitted requests
+//! (text and image chunks) and then decodes one token for every generating sequence in a single
+//! batch (continuous batching). Requests wait in a bounded queue; a request whose receiver is gone
+//! (the client disconnected) is cancelled and its sequence freed at the next step.
+//!
+//! A sequence remembers what its KV cache holds; a new request whose prompt starts with that
+//! content (the usual multi-turn pattern: history and the same image resent) keeps the common
+//! prefix and evaluates only the rest. Images are compared by a hash of their prepared pixels.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType};
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::metrics::Metrics;
+use crate::chat::Utf8Stream;
+use crate::engine::{
+    eval_chunk_into, eval_chunks_into, Engine, EngineOptions, ImagePrep, Sampling, Vision,
+    VisionOptions,
+};
+
+/// An image already prepared as the family's processor does (RGB, final size).
+#[derive(Clone)]
+pub struct PreparedImage {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+    pub hash: u64,
+}
+
+impl PreparedImage {
+    pub fn new(width: u32, height: u32, rgb: Vec<u8>) -> PreparedImage {
+        let mut h = DefaultHasher::new();
+        (width, height).hash(&mut h);
+        rgb.hash(&mut h);
+        PreparedImage {
+            width,
+            height,
+            rgb,
+            hash: h.finish(),
+        }
+    }
+}
+
+/// One generation request.
+pub struct Job {
+    /// The rendered prompt with mtmd markers where the images go.
+    pub prompt: String,
+    pub images: Vec<PreparedImage>,
+    pub sampling: Sampling,
+    /// None: until the sequence's context is full.
+    pub max_tokens: Option<usize>,
+    pub stop: Vec<String>,
+    pub events: UnboundedSender<Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// What the engine thread reports about a job, in order.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The prompt was evaluated (tokens include image tokens; `reused` came from the cache).
+    Started { prompt_tokens: usize, reused: usize },
+    /// Generated text (complete UTF-8; stop strings never appear in it).
+    Text(String),
+    Done {
+        reason: FinishReason,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+    },
+    /// The request cannot run: `context` is true when the prompt does not fit the context.
+    Failed { message: String, context: bool },
+}
+
+/// What the engine thread learned when it loaded the files.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub prep: Option<ImagePrep>,
+    pub placeholder: Option<String>,
+    pub has_vision: bool,
+    pub n_ctx_per_seq: u32,
+    pub warnings: Vec<String>,
+}
+
+pub struct SchedulerConfig {
+    pub model: PathBuf,
+    pub mmproj: Option<PathBuf>,
+    pub engine: EngineOptions,
+    pub vision: VisionOptions,
+    pub parallel: usize,
+    /// Context cells per sequence.
+    pub ctx_per_seq: u32,
+    pub queue_limit: usize,
+}
+
+/// The handle request handlers use.
+#[derive(Clone)]
+pub struct Scheduler {
+    tx: SyncSender<Job>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+pub enum SubmitError {
+    QueueFull,
+    Stopped,
+}
+
+impl Scheduler {
+    /// Starts the engine thread; `ready` receives the model info once loaded (or why not).
+    pub fn start(
+        cfg: SchedulerConfig,
+        metrics: Arc<Metrics>,
+    ) -> (
+        Scheduler,
+        std::sync::mpsc::Receiver<Result<ModelInfo, String>>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(cfg.queue_limit.max(1));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("artemis-engine".into())
+            .spawn(move || engine_thread(cfg, rx, ready_tx, m))
+            .expect("spawning the engine thread");
+        (Scheduler { tx, metrics }, ready_rx)
+    }
+
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.metrics.queue_depth.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::QueueFull,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+}
+
+/// One unit of what a sequence's KV cache holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unit {
+    Token(i32),
+    /// An image chunk: its pixels' hash and the positions it occupies.
+    Image {
+        hash: u64,
+        n_pos: i32,
+    },
+}
+
+struct Active {
+    job: Job,
+    sampler: llama_cpp_2::sampling::LlamaSampler,
+    utf8: Utf8Stream,
+    /// Text generated so far and how much of it was sent.
+    text: String,
+    sent: usize,
+    pending: i32,
+    completion_tokens: usize,
+    prompt_tokens: usize,
+}
+
+struct Slot {
+    seq: i32,
+    n_past: i32,
+    history: Vec<Unit>,
+    active: Option<Active>,
+}
+
+fn engine_thread(
+    cfg: SchedulerConfig,
+    rx: Receiver<Job>,
+    ready: std::sync::mpsc::Sender<Result<ModelInfo, String>>,
+    metrics: Arc<Metrics>,
+) {
+    let engine = match Engine::load(&cfg.model, cfg.engine.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let mut vision = match &cfg.mmproj {
+        Some(mm) => match Vision::load(&engine, mm, &cfg.vision) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let _ = ready.send(Err(e.to_string()));
+                return;
+            }
+        },
+        None => None,
+    };
+    let parallel = cfg.parallel.max(1);
+    let n_ctx = cfg.ctx_per_seq.saturating_mul(parallel as u32);
+    let mut ctx = match engine.context(n_ctx, parallel as u32) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(ModelInfo {
+        prep: vision.as_ref().and_then(|v| v.official.clone()),
+        placeholder: vision.as_ref().map(|v| v.placeholder.clone()),
+        has_vision: vision.is_some(),
+        n_ctx_per_seq: cfg.ctx_per_seq,
+        warnings: vision
+            .as_ref()
+            .map(|v| v.warnings.clone())
+            .unwrap_or_default(),
+    }));
+    metrics.ready.store(true, Ordering::SeqCst);
+    let vocab = engine.model.vocab();
+    let n_vocab = engine.n_vocab() as i32;
+    let mut slots: Vec<Slot> = (0..parallel)
+        .map(|i| Slot {
+            seq: i as i32,
+            n_past: 0,
+            history: Vec::new(),
+            active: None,
+        })
+        .collect();
+
+    loop {
+        // Admit: block only when nothing is running.
+        let running = slots.iter().any(|s| s.active.is_some());
+        while slots.iter().any(|s| s.active.is_none()) {
+            let job = if running || slots.iter().any(|s| s.active.is_some()) {
+                match rx.try_recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => return, // server shutting down
+                }
+            };
+            metrics.queue_depth.fetch_sub(1, Ordering::SeqCst);
+            if job.events.is_closed() {
+                continue;
+            }
+            start_job(
+                &engine,
+                &mut ctx,
+                vision.as_mut(),
+                &mut slots,
+                job,
+                cfg.ctx_per_seq,
+                n_vocab,
+                &metrics,
+            );
+        }
+        // One token for every generating sequence.
+        let gen: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].active.is_some())
+            .collect();
+        if gen.is_empty() {
+            continue;
+        }
+        let mut batch = LlamaBatch::new(gen.len(), 1);
+        let mut order = Vec::new();
+        for &i in &gen {
+            let s = &mut slots[i];
+            let a = s.active.as_mut().expect("active");
+            if a.job.events.is_closed() {
+                // the client went away: free the sequence
+                finish(s, None, &metrics);
+                continue;
+            }
+            if s.n_past as u32 >= cfg.ctx_per_seq {
+                finish(s, Some(FinishReason::Length), &metrics);
+                continue;
+            }
+            if batch
+                .add(LlamaToken(a.pending), s.n_past, &[s.seq], true)
+                .is_err()
+            {
+                finish_failed(s, "batch full", &metrics);
+                continue;
+            }
+            s.history.push(Unit::Token(a.pending));
+            s.n_past += 1;
+            order.push(i);
+        }
+        if order.is_empty() {
+            continue;
+        }
+        if let Err(e) = ctx.decode(&mut batch) {
+            for &i in &order {
+                finish_failed(
+                    &mut slots[i],
+                    &format!("llama_decode failed: {e}"),
+                    &metrics,
+                );
+            }
+            continue;
+        }
+        metrics.active.store(
+            slots.iter().filter(|s| s.active.is_some()).count(),
+            Ordering::SeqCst,
+        );
+        for (bi, &i) in order.iter().enumerate() {
+            let s = &mut slots[i];
+            let a = s.active.as_mut().expect("active");
+            let token = a.sampler.sample(&ctx, bi as i32);
+            a.sampler.accept(token);
+            advance(s, token, &vocab, &metrics);
+        }
+    }
+}
+
+/// Handles a sampled token: end of generation, limits, stop strings, or text to send.
+fn advance(
+    s: &mut Slot,
+    token: LlamaToken,
+    vocab: &llama_cpp_2::vocab::LlamaVocab<'_>,
+    metrics: &Metrics,
+) {
+    let a = s.active.as_mut().expect("active");
+    if vocab.is_eog(token) {
+        flush_text(a, true);
+        return finish(s, Some(FinishReason::Stop), metrics);
+    }
+    a.completion_tokens += 1;
+    let piece = vocab.token_to_piece(token, true, None);
+    let text = a.utf8.push(&piece);
+    a.text.push_str(&text);
+    if let Some(pos) = a
+        .job
+        .stop
+        .iter()
+        .filter_map(|st| a.text.find(st.as_str()))
+        .min()
+    {
+        a.text.truncate(pos);
+        flush_text(a, true);
+        return finish(s, Some(FinishReason::Stop), metrics);
+    }
+    flush_text(a, false);
+    if a.job.max_tokens.is_some_and(|m| a.completion_tokens >= m) {
+        flush_text(a, true);
+        return finish(s, Some(FinishReason::Length), metrics);
+    }
+    a.pending = token.0;
+}
+
+/// Sends what can be sent: everything at the end, else all but a tail that could still become
+/// the start of a stop string.
+fn flush_text(a: &mut Active, all: bool) {
+    if all {
+        let rest = a.utf8.finish();
+        a.text.push_str(&rest);
+    }
+    let hold = if all {
+        0
+    } else {
+        a.job
+            .stop
+            .iter()
+            .map(|s| s.len().saturating_sub(1))
+            .max()
+            .unwrap_or(0)
+    };
+    let mut end = a.text.len().saturating_sub(hold).max(a.sent);
+    while !a.text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end > a.sent {
+        let _ = a
+            .job
+            .events
+            .send(Event::Text(a.text[a.sent..end].to_string()));
+        a.sent = end;
+    }
+}
+
+fn finish(s: &mut Slot, reason: Option<FinishReason>, metrics: &Metrics) {
+    if let Some(a) = s.active.take() {
+        if let Some(reason) = reason {
+            metrics
+                .completion_tokens
+                .fetch_add(a.completion_tokens as u64, Ordering::Relaxed);
+            let _ = a.job.events.send(Event::Done {
+                reason,
+                prompt_tokens: a.prompt_tokens,
+                completion_tokens: a.completion_tokens,
+            });
+        }
+    }
+}
+
+fn finish_failed(s: &mut Slot, message: &str, _metrics: &Metrics) {
+    if let Some(a) = s.active.take() {
+        let _ = a.job.events.send(Event::Failed {
+            message: message.to_string(),
+            context: false,
+        });
+    }
+    // what the cache holds is unknown now
+    s.history.clear();
+}
+
+/// Evaluates a new job's prompt into a free slot (the one whose cache shares the longest prefix
+/// with it) and samples its first token.
+#[allow(clippy::too_many_arguments)]
+fn start_job(
+    engine: &Engine,
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    vision: Option<&mut Vision>,
+    slots: &mut [Slot],
+    job: Job,
+    ctx_per_seq: u32,
+    n_vocab: i32,
+    metrics: &Metrics,
+) {
+    let fail = |job: &Job, message: String, context: bool| {
+        let _ = job.events.send(Event::Failed { message, context });
+    };
+    // tokenize into chunks
+    let (chunks, units) = match &vision {
+        Some(v) => {
+            let bitmaps: Result<Vec<MtmdBitmap>, _> = job
+                .images
+                .iter()
+                .map(|im| Vision::bitmap(im.width, im.height, &im.rgb))
+                .collect();
+            let bitmaps = match bitmaps {
+                Ok(b) => b,
+                Err(e) => return fail(&job, e.to_string(), false),
+            };
+            let refs: Vec<&MtmdBitmap> = bitmaps.iter().collect();
+            let chunks = match v.tokenize(&job.prompt, &refs, true) {
+                Ok(c) => c,
+                Err(e) => return fail(&job, e.to_string(), false),
+            };
+            let mut units = Vec::new();
+            let mut img = 0;
+            for i in 0..chunks.len() {
+                let c = chunks.get(i).expect("chunk");
+                if c.chunk_type() == MtmdInputChunkType::Image {
+                    let hash = job.images.get(img).map_or(0, |im| im.hash);
+                    img += 1;
+                    units.push(Unit::Image {
+                        hash,
+                        n_pos: c.n_positions(),
+                    });
+                } else {
+                    units.extend(
+                        c.text_tokens()
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(|t| Unit::Token(t.0)),
+                    );
+                }
+            }
+            (Some(chunks), units)
+        }
+        None => {
+            if !job.images.is_empty() {
+                return fail(
+                    &job,
+                    "this server has no --mmproj: images are not supported".into(),
+                    false,
+                );
+            }
+            (
+                None,
+                engine
+                    .tokenize(&job.prompt, true)
+                    .into_iter()
+                    .map(Unit::Token)
+                    .collect(),
+            )
+        }
+    };
+    let positions: i64 = units
+        .iter()
+        .map(|u| match u {
+            Unit::Token(_) => 1,
+            Unit::Image { n_pos, .. } => *n_pos as i64,
+        })
+        .sum();
+    let prompt_tokens = match &chunks {
+        Some(c) => c.total_tokens(),
+        None => units.len(),
+    };
+    if positions + 1 > ctx_per_seq as i64 {
+        return fail(&job, format!("the prompt needs {positions} positions (text and image tokens) but a sequence's context holds {ctx_per_seq}"), true);
+    }
+    // the free slot with the longest cached prefix (keep at least one unit to evaluate)
+    let common = |h: &[Unit]| {
+        h.iter()
+            .zip(&units)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(units.len().saturating_sub(1))
+    };
+    let Some(si) = (0..slots.len())
+        .filter(|&i| slots[i].active.is_none())
+        .max_by_key(|&i| common(&slots[i].history))
+    else {
+        return fail(&job, "no free sequence".into(), false);
+    };
+    let slot = &mut slots[si];
+    let mut keep = common(&slot.history);
+    // an image chunk is evaluated whole: never keep part of the units after one
+    let keep_pos: i32 = slot.history[..keep]
+        .iter()
+        .map(|u| match u {
+            Unit::Token(_) => 1,
+            Unit::Image { n_pos, .. } => *n_pos,
+        })
+        .sum();
+    if ctx
+        .clear_kv_cache_seq(Some(slot.seq as u32), Some(keep_pos as u32), None)
+        .is_err()
+    {
+        keep = 0;
+        let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+    }
+    let keep_pos = if keep == 0 { 0 } else { keep_pos };
+    slot.history.truncate(keep);
+    slot.n_past = keep_pos;
+    let started = std::time::Instant::now();
+    let result = match (vision, chunks) {
+        (Some(v), Some(chunks)) => {
+            // evaluate only the chunks after the kept prefix: rebuild from the units' boundary
+            eval_remaining(ctx, v, &chunks, &units, keep, slot.n_past, slot.seq)
+        }
+        _ => eval_tokens(ctx, &units[keep..], slot.n_past, slot.seq),
+    };
+    match result {
+        Ok((n_past, encode_ms)) => {
+            slot.n_past = n_past;
+            slot.history = units.clone();
+            metrics
+                .image_encode_ms
+                .fetch_add((encode_ms * 1000.0) as u64, Ordering::Relaxed);
+            metrics
+                .prompt_tokens
+                .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            slot.history.clear();
+            let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+            return fail(&job, e, false);
+        }
+    }
+    let _ = job.events.send(Event::Started {
+        prompt_tokens,
+        reused: keep,
+    });
+    let _ = started;
+    let mut sampler = job.sampling.sampler(n_vocab);
+    let token = sampler.sample(ctx, -1);
+    sampler.accept(token);
+    slot.active = Some(Active {
+        job,
+        sampler,
+        utf8: Utf8Stream::default(),
+        text: String::new(),
+        sent: 0,
+        pending: 0,
+        completion_tokens: 0,
+        prompt_tokens,
+    });
+    let vocab = engine.model.vocab();
+    advance(slot, token, &vocab, metrics);
+}
+
+/// Evaluates the chunks of a prompt from unit index `keep` on. Text chunks are split at `keep`
+/// by evaluating the remaining tokens directly; image chunks after it are evaluated whole.
+fn eval_remaining(
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    vision: &mut Vision,
+    chunks: &llama_cpp_2::mtmd::MtmdInputChunks,
+    units: &[Unit],
+    keep: usize,
+    n_past: i32,
+    seq: i32,
+) -> Result<(i32, f64), String> {
+    if keep == 0 {
+        let (n, stats) =
+            eval_chunks_into(ctx, vision, chunks, n_past, seq).map_err(|e| e.to_string())?;
+        return Ok((n, stats.encode_ms));
+    }
+    // Walk the chunks: skip whole chunks inside the kept prefix; feed the rest.
+    let mut unit = 0;
+    let mut n_past = n_past;
+    let mut encode_ms = 0.0;
+    let n = chunks.len();
+    for i in 0..n {
+        let c = chunks.get(i).expect("chunk");
+        let len = if c.chunk_type() == MtmdInputChunkType::Image {
+            1
+        } else {
+            c.n_tokens()
+        };
+        let (start, end) = (unit, unit + len);
+        unit = end;
+        if end <= keep {
+            continue;
+        }
+        let last = i + 1 == n;
+        if c.chunk_type() == MtmdInputChunkType::Image {
+            let mut stats = crate::engine::PromptStats::default();
+            n_past = eval_chunk_into(ctx, vision, &c, n_past, seq, last, &mut stats)
+                .map_err(|e| e.to_string())?;
+            encode_ms += stats.encode_ms;
+        } else {
+            let skip = keep.saturating_sub(start);
+            let toks: Vec<Unit> = units[start + skip..end].to_vec();
+            let (np, _) = eval_tokens_logits(ctx, &toks, n_past, seq, last)?;
+            n_past = np;
+        }
+    }
+    Ok((n_past, encode_ms))
+}
+
+fn eval_tokens(
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    units: &[Unit],
+    n_past: i32,
+    seq: i32,
+) -> Result<(i32, f64), String> {
+    eval_tokens_logits(ctx, units, n_past, seq, true)
+}
+
+fn eval_tokens_logits(
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    units: &[Unit],
+    mut n_past: i32,
+    seq: i32,
+    logits_last: bool,
+) -> Result<(i32, f64), String> {
+    let n_batch = ctx.n_batch() as usize;
+    let toks: Vec<i32> = units
+        .iter()
+        .filter_map(|u| {
+            if let Unit::Token(t) = u {
+                Some(*t)
+            } else {
+                None
+            }
+        })
+        .collect();
+    for (ci, chunk) in toks.chunks(n_batch.max(1)).enumerate() {
+        let mut batch = LlamaBatch::new(chunk.len(), 1);
+        let last_chunk = (ci + 1) * n_batch >= toks.len();
+        for (i, &t) in chunk.iter().enumerate() {
+            let logits = logits_last && last_chunk && i + 1 == chunk.len();
+            batch
+                .add(LlamaToken(t), n_past, &[seq], logits)
+                .map_err(|e| e.to_string())?;
+            n_past += 1;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| format!("llama_decode failed: {e}"))?;
+    }
+    Ok((n_past, 0.0))
+}

@@ -1,0 +1,532 @@
+//! artemis-serve driven by a real OpenAI client (async-openai) and raw HTTP over loopback: image
+//! chat (non-streamed and streamed) equals artemis-chat's greedy output, concurrent clients with
+//! parallel sequences, a table of malformed requests each answered with its 4xx JSON error while
+//! the server keeps serving, a disconnect freeing its sequence, and the API key.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_openai::config::OpenAIConfig;
+use async_openai::types::{
+    ChatCompletionRequestMessageContentPartImageArgs,
+    ChatCompletionRequestMessageContentPartTextArgs, ChatCompletionRequestUserMessageArgs,
+    ChatCompletionRequestUserMessageContentPart, CreateChatCompletionRequestArgs, ImageUrlArgs,
+};
+use async_openai::Client;
+use base64::Engine as _;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use artemis_gguf::plan::OutType;
+use common::*;
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dec: &Path, mm: Option<&Path>, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_artemis-serve"));
+    cmd.arg(dec)
+        .args(["--port", "0", "-t", "2"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    if let Some(mm) = mm {
+        cmd.arg("--mmproj").arg(mm);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("artemis-serve: listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server did not start");
+    let server = Server { child, base };
+    let started = Instant::now();
+    loop {
+        if get_status(&server.base, "/health") == Some(200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// The status of a plain blocking GET (readiness polling without an async runtime).
+fn get_status(base: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://")?;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn converted(tag: &str) -> (PathBuf, PathBuf) {
+    let out = temp_dir(&format!("serve-{tag}"));
+    let (dec, mm) = convert_fixture("tiny", &out, OutType::F32);
+    (dec, mm.unwrap())
+}
+
+fn client(base: &str, key: &str) -> Client<OpenAIConfig> {
+    Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{base}/v1"))
+            .with_api_key(key),
+    )
+}
+
+const QUESTION: &str = "What shapes and colors do you see?";
+
+fn data_url(path: &Path) -> String {
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+    )
+}
+
+fn image_request(
+    url: &str,
+    stream: bool,
+    max_tokens: u32,
+) -> async_openai::types::CreateChatCompletionRequest {
+    let parts: Vec<ChatCompletionRequestUserMessageContentPart> = vec![
+        ChatCompletionRequestMessageContentPartImageArgs::default()
+            .image_url(ImageUrlArgs::default().url(url).build().unwrap())
+            .build()
+            .unwrap()
+            .into(),
+        ChatCompletionRequestMessageContentPartTextArgs::default()
+            .text(QUESTION)
+            .build()
+            .unwrap()
+            .into(),
+    ];
+    CreateChatCompletionRequestArgs::default()
+        .model("tiny")
+        .messages([ChatCompletionRequestUserMessageArgs::default()
+            .content(parts)
+            .build()
+            .unwrap()
+            .into()])
+        .temperature(0.0)
+        .max_completion_tokens(max_tokens)
+        .stream(stream)
+        .build()
+        .unwrap()
+}
+
+/// artemis-chat's greedy text for the same image and prompt (thinking included).
+fn chat_reference(dec: &Path, mm: &Path, image: &Path, n: u32) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_artemis-chat"))
+        .arg(dec)
+        .arg("--mmproj")
+        .arg(mm)
+        .arg("--image")
+        .arg(image)
+        .args([
+            "-p",
+            QUESTION,
+            "--temp",
+            "0",
+            "-n",
+            &n.to_string(),
+            "--json",
+            "--keep-thinking",
+            "-t",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_chat_through_the_openai_client_equals_artemis_chat() {
+    let (dec, mm) = converted("eq");
+    let image = fixtures().join("images/square_64.png");
+    let want = chat_reference(&dec, &mm, &image, 16);
+    let server = start(&dec, Some(&mm), &["--parallel", "1"]);
+    let c = client(&server.base, "unused");
+    let url = data_url(&image);
+    // non-streamed: the raw JSON (reasoning_content is not in async-openai's types)
+    let raw: Value = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&image_request(&url, false, 16))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msg = &raw["choices"][0]["message"];
+    let got = format!(
+        "{}{}",
+        msg["reasoning_content"].as_str().unwrap_or(""),
+        msg["content"].as_str().unwrap_or("")
+    );
+    assert_eq!(got, want, "greedy server text = artemis-chat --json text");
+    assert_eq!(raw["usage"]["completion_tokens"], 16);
+    // the same through the client's types
+    let resp = c
+        .chat()
+        .create(image_request(&url, false, 16))
+        .await
+        .unwrap();
+    assert_eq!(resp.choices.len(), 1);
+    assert_eq!(resp.usage.as_ref().unwrap().completion_tokens, 16);
+    // streamed through the client: the deltas add up to the same text
+    let mut stream = c
+        .chat()
+        .create_stream(image_request(&url, true, 16))
+        .await
+        .unwrap();
+    let mut streamed = String::new();
+    let mut finish = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        for ch in &chunk.choices {
+            if let Some(t) = &ch.delta.content {
+                streamed.push_str(t);
+            }
+            if ch.finish_reason.is_some() {
+                finish = ch.finish_reason;
+            }
+        }
+    }
+    assert!(finish.is_some(), "a finish chunk");
+    assert_eq!(
+        streamed,
+        msg["content"].as_str().unwrap_or(""),
+        "streamed content = non-streamed content"
+    );
+    // streamed raw: reasoning deltas + content deltas = the reference, usage chunk last
+    let body = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": url}, {"type": "text", "text": QUESTION}]}], "temperature": 0, "max_tokens": 16, "stream": true, "stream_options": {"include_usage": true}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"]["role"], "assistant",
+        "role chunk first"
+    );
+    let usage = chunks.last().unwrap();
+    assert!(
+        usage["choices"].as_array().unwrap().is_empty()
+            && usage["usage"]["completion_tokens"] == 16,
+        "usage chunk last: {usage}"
+    );
+    let finish_chunk = &chunks[chunks.len() - 2];
+    assert_eq!(finish_chunk["choices"][0]["finish_reason"], "length");
+    let text: String = chunks
+        .iter()
+        .flat_map(|c| c["choices"].as_array().unwrap().iter())
+        .map(|ch| {
+            format!(
+                "{}{}",
+                ch["delta"]["reasoning_content"].as_str().unwrap_or(""),
+                ch["delta"]["content"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(text, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_clients_on_four_sequences_all_get_complete_answers() {
+    let (dec, mm) = converted("conc");
+    let server = start(&dec, Some(&mm), &["--parallel", "4"]);
+    let url = data_url(&fixtures().join("images/rect_84x56.png"));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = client(&server.base, "x");
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let r = c
+                    .chat()
+                    .create(image_request(&url, false, 12))
+                    .await
+                    .unwrap();
+                (
+                    r.choices[0].finish_reason.is_some(),
+                    r.usage.unwrap().completion_tokens,
+                )
+            } else {
+                let mut s = c
+                    .chat()
+                    .create_stream(image_request(&url, true, 12))
+                    .await
+                    .unwrap();
+                let mut done = false;
+                while let Some(ch) = s.next().await {
+                    done |= ch
+                        .unwrap()
+                        .choices
+                        .iter()
+                        .any(|c| c.finish_reason.is_some());
+                }
+                (done, 12)
+            }
+        }));
+    }
+    for t in tasks {
+        let (finished, n) = tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(finished && n == 12);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_requests_get_their_4xx_json_error_and_the_server_keeps_serving() {
+    let (dec, mm) = converted("bad");
+    let server = start(
+        &dec,
+        Some(&mm),
+        &["--parallel", "2", "--body-limit", "200000", "-c", "256"],
+    );
+    let http = reqwest::Client::new();
+    let good_png = data_url(&fixtures().join("images/square_64.png"));
+    let png = std::fs::read(fixtures().join("images/square_64.png")).unwrap();
+    let truncated = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&png[..png.len() / 2])
+    );
+    let text_as_image = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(b"not an image at all")
+    );
+    // a PNG header declaring 60000 x 60000 pixels: refused from the header, never decoded
+    let mut bomb = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    bomb.extend_from_slice(&60000u32.to_be_bytes());
+    bomb.extend_from_slice(&60000u32.to_be_bytes());
+    bomb.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let bomb = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&bomb)
+    );
+    let msg = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
+    let img = |url: &str| {
+        msg(
+            json!([{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "hi"}]),
+        )
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("not JSON", "{\"messages\": [".into(), 400, "invalid_json"),
+        ("array body", "[1, 2]".into(), 400, "invalid_value"),
+        ("no messages", json!({"model": "x"}).to_string(), 400, "missing_field"),
+        ("messages not a list", json!({"messages": "hi"}).to_string(), 400, "invalid_value"),
+        ("empty messages", json!({"messages": []}).to_string(), 400, "invalid_value"),
+        ("unknown role", json!({"messages": [{"role": "wizard", "content": "x"}]}).to_string(), 400, "invalid_value"),
+        ("content a number", msg(json!(42)).to_string(), 400, "invalid_value"),
+        ("negative max_tokens", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": -5}).to_string(), 400, "invalid_value"),
+        ("max_tokens a string", json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}).to_string(), 400, "invalid_value"),
+        ("n = 2", json!({"messages": [{"role": "user", "content": "x"}], "n": 2}).to_string(), 400, "invalid_value"),
+        ("temperature 7", json!({"messages": [{"role": "user", "content": "x"}], "temperature": 7}).to_string(), 400, "invalid_value"),
+        ("stream a string", json!({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}).to_string(), 400, "invalid_value"),
+        ("audio part", msg(json!([{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}])).to_string(), 400, "invalid_value"),
+        ("bad base64", img("data:image/png;base64,@@@@").to_string(), 400, "invalid_base64"),
+        ("text as an image", img(&text_as_image).to_string(), 400, "invalid_image"),
+        ("truncated PNG", img(&truncated).to_string(), 400, "invalid_image"),
+        ("decompression bomb header", img(&bomb).to_string(), 400, "invalid_image"),
+        ("http URL", img("http://example.com/cat.png").to_string(), 400, "unsupported_image_url"),
+        ("file URL", img("file:///etc/passwd").to_string(), 400, "unsupported_image_url"),
+        ("prompt over the context", msg(json!("word ".repeat(2000))).to_string(), 400, "context_length_exceeded"),
+        ("over the body limit", img(&format!("{good_png}{}", "A".repeat(300_000))).to_string(), 413, "body_too_large"),
+        ("stop of 5 strings", json!({"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}).to_string(), 400, "invalid_value"),
+    ];
+    assert!(cases.len() >= 15);
+    for (name, body, status, code) in &cases {
+        let r = http
+            .post(format!("{}/v1/chat/completions", server.base))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), *status, "{name}");
+        let v: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: error body is not JSON: {e}"));
+        assert_eq!(v["error"]["code"], *code, "{name}: {v}");
+        assert!(
+            v["error"]["message"].is_string() && v["error"]["type"].is_string(),
+            "{name}: {v}"
+        );
+        // still serving
+        assert_eq!(
+            http.get(format!("{}/health", server.base))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "after {name}"
+        );
+    }
+    let r = http
+        .get(format!("{}/v1/nope", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let ok = client(&server.base, "x")
+        .chat()
+        .create(image_request(&good_png, false, 4))
+        .await
+        .unwrap();
+    assert_eq!(ok.usage.unwrap().completion_tokens, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_disconnects_mid_stream_frees_its_sequence() {
+    let (dec, mm) = converted("disc");
+    let server = start(&dec, Some(&mm), &["--parallel", "1", "-c", "2048"]);
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "Tell me about the quick brown fox."}], "temperature": 0, "stream": true});
+    let r = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut s = r.bytes_stream();
+    let _ = s.next().await;
+    let _ = s.next().await;
+    drop(s); // disconnect with ~2000 tokens still to go
+             // the only sequence must come free: a new request completes promptly
+    let t0 = Instant::now();
+    let ok = tokio::time::timeout(
+        Duration::from_secs(30),
+        client(&server.base, "x").chat().create(image_request(
+            &data_url(&fixtures().join("images/square_64.png")),
+            false,
+            4,
+        )),
+    )
+    .await;
+    assert!(ok.is_ok(), "the disconnected stream kept the sequence");
+    ok.unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    let m = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("artemis_active_sequences 0") || m.contains("artemis_active_sequences 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_key_is_enforced_except_on_health_and_models() {
+    let (dec, _) = converted("key");
+    let server = start(&dec, None, &["--api-key", "s3cret"]);
+    let http = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+    let r = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    let r = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        http.get(format!("{}/health", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let models: Value = http
+        .get(format!("{}/v1/models", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["input_modalities"], json!(["text"]));
+    // text completions
+    let r: Value = http
+        .post(format!("{}/v1/completions", server.base))
+        .bearer_auth("s3cret")
+        .json(&json!({"prompt": "The quick brown fox", "max_tokens": 3, "temperature": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["object"], "text_completion");
+    assert_eq!(r["usage"]["completion_tokens"], 3);
+}
