@@ -399,3 +399,67 @@ fn interactive_mode_keeps_images_across_turns_and_handles_commands() {
     assert!(err.contains("/nonexistent.png"), "{err}");
     assert!(!o.stdout.is_empty(), "replies go to stdout");
 }
+
+#[test]
+fn batch_captioning_with_parallel_sequences_equals_one_at_a_time() {
+    let (dec, mm) = converted("chat-batch-par");
+    let dir = temp_dir("chat-batch-par-images");
+    for f in [
+        "square_64.png",
+        "rect_84x56.png",
+        "wide_300x120.png",
+        "tall_64x96.png",
+        "rgba_40x72.png",
+    ] {
+        std::fs::copy(fixtures().join("images").join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("z_broken.png"), b"not a png").unwrap();
+    let run = |parallel: &str| {
+        let o = chat_bin()
+            .arg(&dec)
+            .arg("--mmproj")
+            .arg(&mm)
+            .arg("--image")
+            .arg(&dir)
+            .args([
+                "-p",
+                "Write a caption.",
+                "--temp",
+                "0",
+                "-n",
+                "10",
+                "-t",
+                "2",
+                "--keep-thinking",
+                "--parallel",
+                parallel,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["image"].as_str().unwrap().to_string(),
+                    v.get("text").cloned(),
+                    v.get("error").is_some(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = run("1");
+    let four = run("4");
+    assert_eq!(one.len(), 6);
+    assert_eq!(
+        one, four,
+        "the same captions, in the same order, with 4 sequences"
+    );
+    assert!(four[5].2, "the broken file is reported in its line");
+}

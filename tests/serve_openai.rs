@@ -530,3 +530,61 @@ async fn the_api_key_is_enforced_except_on_health_and_models() {
     assert_eq!(r["object"], "text_completion");
     assert_eq!(r["usage"]["completion_tokens"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follow_up_turn_reuses_the_cached_image_prefix() {
+    let (dec, mm) = converted("reuse");
+    let server = start(&dec, Some(&mm), &["--parallel", "2"]);
+    let http = reqwest::Client::new();
+    let url = data_url(&fixtures().join("images/wide_300x120.png"));
+    let user = json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]});
+    let first: Value = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({"messages": [user.clone()], "temperature": 0, "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p1 = first["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let answer = first["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let second: Value = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&json!({"messages": [user, {"role": "assistant", "content": answer}, {"role": "user", "content": "Tell me more."}], "temperature": 0, "max_tokens": 8}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    // the whole first prompt up to the assistant's turn (image included: 36 image tokens here)
+    assert!(
+        cached >= p1 - 4 && cached > 36,
+        "cached {cached} of a first prompt of {p1}: {second}"
+    );
+    // and the reply is the one a fresh server computes from scratch
+    let fresh_server = start(&dec, Some(&mm), &["--parallel", "1"]);
+    let turn2 = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]}, {"role": "assistant", "content": answer}, {"role": "user", "content": "Tell me more."}], "temperature": 0, "max_tokens": 8});
+    let fresh: Value = http
+        .post(format!("{}/v1/chat/completions", fresh_server.base))
+        .json(&turn2)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fresh["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(
+        fresh["choices"][0]["message"], second["choices"][0]["message"],
+        "reused prefix = fresh evaluation"
+    );
+}

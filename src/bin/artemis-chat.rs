@@ -92,6 +92,9 @@ struct Args {
     /// Keep the thinking block in --json / batch text.
     #[arg(long = "keep-thinking")]
     keep_thinking: bool,
+    /// Batch mode: images captioned at once (sequences decoded together, -np N as llama-server).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    parallel: u32,
     /// Show llama.cpp's log.
     #[arg(short, long)]
     verbose: bool,
@@ -165,6 +168,183 @@ fn auto_ctx(tokens: usize) -> Result<u32, String> {
         .ok_or_else(|| format!("the prompt and -n need {tokens} tokens of context, more than the {} that -c allows", artemis_gguf::cli::MAX_CTX))
 }
 
+/// Batch captioning on the server's scheduler: `--parallel` sequences decoded together, images
+/// prepared on this thread while the engine thread generates. One JSON line per image, in order.
+fn batch_parallel(
+    args: &Args,
+    files: &[PathBuf],
+    n_gpu_layers: u32,
+    threads: i32,
+) -> Result<u8, String> {
+    use artemis_gguf::engine::ImagePrep;
+    use artemis_gguf::scheduler::{Event, Job, PreparedImage, Scheduler, SchedulerConfig};
+    let mm = args.mmproj.clone().ok_or("--image needs --mmproj")?;
+    let template = ChatTemplate::from_gguf(&args.model).map_err(|x| x.to_string())?;
+    let thinking = if args.think {
+        Some(true)
+    } else if args.no_think {
+        Some(false)
+    } else {
+        None
+    };
+    let prompt = args.prompt.clone().unwrap_or_default();
+    let metrics = std::sync::Arc::new(artemis_gguf::server::metrics::Metrics::default());
+    let ctx_per_seq = args.ctx_size.and_then(|c| match c {
+        artemis_gguf::cli::CtxSize::Tokens(n) => Some(n),
+        artemis_gguf::cli::CtxSize::Training => None,
+    });
+    let max_tokens = match args.n_predict {
+        artemis_gguf::cli::Predict::Tokens(n) => Some(n),
+        artemis_gguf::cli::Predict::UntilContextFull => None,
+    };
+    let (sched, ready) = Scheduler::start(
+        SchedulerConfig {
+            model: args.model.clone(),
+            mmproj: Some(mm.clone()),
+            engine: EngineOptions {
+                n_gpu_layers,
+                threads,
+                verbose: args.verbose,
+                kv_f32: false,
+            },
+            vision: VisionOptions {
+                use_gpu: !args.no_mmproj_offload,
+                image_min_tokens: args.image_min_tokens.unwrap_or(-1),
+                image_max_tokens: args.image_max_tokens.unwrap_or(-1),
+                flash_attn: None,
+            },
+            parallel: args.parallel as usize,
+            ctx_per_seq: ctx_per_seq.unwrap_or(256 + 512 + max_tokens.unwrap_or(256) as u32),
+            queue_limit: files.len().max(1),
+        },
+        metrics,
+    );
+    let info = ready
+        .recv()
+        .map_err(|_| "the engine thread stopped".to_string())??;
+    for w in &info.warnings {
+        eprintln!("artemis-chat: warning: {}: {w}", mm.display());
+    }
+    let mut messages: Vec<chat::Message> = args
+        .system
+        .iter()
+        .map(|s| chat::Message::text("system", s))
+        .collect();
+    messages.push(chat::Message::user(1, &prompt));
+    let rendered = template
+        .render(&messages, true, thinking)
+        .map_err(|x| x.to_string())?;
+    let opens_think = rendered.trim_end().ends_with("<think>");
+    let placeholder = info.placeholder.clone().unwrap_or_default();
+    let marked = rendered.replace(&placeholder, llama_cpp_2::mtmd::mtmd_default_marker());
+    let sampling = Sampling {
+        temp: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        repeat_penalty: args.repeat_penalty,
+        seed: args.seed.unwrap_or(0xFFFF_FFFF),
+        ..Sampling::default()
+    };
+    let pb = artemis_gguf::progress::items(files.len() as u64, false, "images");
+    pb.set_message("captioning");
+    // submit every image (preparation errors are reported in order below)
+    let mut pending = Vec::new();
+    for f in files {
+        let prepared = chat::load_image(f)
+            .map_err(|x| x.to_string())
+            .and_then(|img| {
+                let rgb = match &info.prep {
+                    Some(ImagePrep::SmartResize(p)) => {
+                        artemis_gguf::preprocess::preprocess(&img, p)
+                            .map_err(|x| x.to_string())?
+                            .resized
+                    }
+                    Some(ImagePrep::ResizeCrop {
+                        shortest_edge,
+                        crop,
+                    }) => artemis_gguf::preprocess::resize_shortest_and_crop(
+                        &img,
+                        *shortest_edge,
+                        *crop,
+                    )
+                    .map_err(|x| x.to_string())?,
+                    None => img.to_rgb8(),
+                };
+                Ok(PreparedImage::new(
+                    rgb.width(),
+                    rgb.height(),
+                    rgb.into_raw(),
+                ))
+            });
+        let rx = prepared.and_then(|image| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let job = Job {
+                prompt: marked.clone(),
+                images: vec![image],
+                sampling: sampling.clone(),
+                max_tokens,
+                stop: Vec::new(),
+                events: tx,
+            };
+            sched.submit(job).map_err(|e| format!("{e:?}"))?;
+            Ok(rx)
+        });
+        pending.push((f, rx));
+    }
+    let mut failed = 0;
+    for (f, rx) in pending {
+        let line = match rx {
+            Err(err) => {
+                failed += 1;
+                serde_json::json!({"image": f.display().to_string(), "error": err})
+            }
+            Ok(mut rx) => {
+                let mut text = String::new();
+                let mut out = None;
+                while let Some(ev) = rx.blocking_recv() {
+                    match ev {
+                        Event::Text(t) => text.push_str(&t),
+                        Event::Done {
+                            completion_tokens, ..
+                        } => {
+                            out = Ok(completion_tokens).into();
+                            break;
+                        }
+                        Event::Failed { message, .. } => {
+                            out = Some(Err(message));
+                            break;
+                        }
+                        Event::Started { .. } => {}
+                    }
+                }
+                match out {
+                    Some(Ok(tokens)) => {
+                        let text = if args.keep_thinking {
+                            text
+                        } else {
+                            chat::strip_thinking(&text, opens_think)
+                        };
+                        serde_json::json!({"image": f.display().to_string(), "text": text, "tokens": tokens})
+                    }
+                    other => {
+                        failed += 1;
+                        let err = match other {
+                            Some(Err(m)) => m,
+                            _ => "the engine stopped".into(),
+                        };
+                        serde_json::json!({"image": f.display().to_string(), "error": err})
+                    }
+                }
+            }
+        };
+        pb.suspend(|| println!("{line}"));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(if failed > 0 { 2 } else { 0 })
+}
+
 /// Prompt files larger than this are refused (a prompt that size would not fit any context).
 const MAX_PROMPT_FILE_BYTES: u64 = 16 << 20;
 
@@ -189,6 +369,16 @@ fn run(mut args: Args) -> Result<u8, String> {
     let threads = args
         .threads
         .unwrap_or_else(artemis_gguf::cli::default_threads) as i32;
+    if args.parallel > 1 {
+        let (files, batch) = image_files(&args)?;
+        if batch && args.prompt.is_some() {
+            return batch_parallel(&args, &files, n_gpu_layers, threads);
+        }
+        return Err(
+            "--parallel applies to batch captioning (--batch or an image directory, with -p)"
+                .into(),
+        );
+    }
     let engine = Engine::load(
         &args.model,
         EngineOptions {

@@ -6,7 +6,6 @@
 
 pub mod metrics;
 pub mod openai;
-pub mod scheduler;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,9 +27,11 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use crate::chat::ChatTemplate;
 use crate::engine::{EngineOptions, ImagePrep, VisionOptions};
+use crate::scheduler::{
+    Event, Job, ModelInfo, PreparedImage, Scheduler, SchedulerConfig, SubmitError,
+};
 use metrics::Metrics;
 use openai::{ApiError, Request, ThinkSplitter};
-use scheduler::{Event, Job, ModelInfo, PreparedImage, Scheduler, SchedulerConfig, SubmitError};
 
 /// Everything `artemis-serve` is started with.
 pub struct ServerConfig {
@@ -392,8 +393,11 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
     let started = tokio::time::timeout(st.timeout, rx.recv())
         .await
         .map_err(|_| timeout_error())?;
-    let prompt_tokens = match started {
-        Some(Event::Started { prompt_tokens, .. }) => prompt_tokens,
+    let (prompt_tokens, cached_tokens) = match started {
+        Some(Event::Started {
+            prompt_tokens,
+            cached_tokens,
+        }) => (prompt_tokens, cached_tokens),
         Some(Event::Failed { message, context }) => {
             return Err(if context {
                 ApiError {
@@ -481,7 +485,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
                             } else {
                                 "text_completion"
                             };
-                            send(json!({"id": id, "object": obj, "created": created, "model": model, "choices": [], "usage": openai::usage(prompt_tokens, completion_tokens)})).await;
+                            send(json!({"id": id, "object": obj, "created": created, "model": model, "choices": [], "usage": openai::usage(prompt_tokens, completion_tokens, cached_tokens)})).await;
                         }
                         let _ = sse_tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
                         return;
@@ -530,7 +534,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
             Ok(Some(Event::Started { .. })) => {}
         }
     };
-    let usage = openai::usage(prompt_tokens, completion_tokens);
+    let usage = openai::usage(prompt_tokens, completion_tokens, cached_tokens);
     let body = if chat {
         let mut split = ThinkSplitter::new(opens_think);
         let (mut r, mut c) = split.push(&text, false);

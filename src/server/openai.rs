@@ -431,8 +431,10 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-pub fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// `usage`, with OpenAI's `prompt_tokens_details.cached_tokens`: prompt tokens reused from the
+/// sequence's cache (a follow-up turn with the same history and image).
+pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
 #[cfg(test)]

@@ -20,12 +20,12 @@ use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType};
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::metrics::Metrics;
 use crate::chat::Utf8Stream;
 use crate::engine::{
     eval_chunk_into, eval_chunks_into, Engine, EngineOptions, ImagePrep, Sampling, Vision,
     VisionOptions,
 };
+use crate::server::metrics::Metrics;
 
 /// An image already prepared as the family's processor does (RGB, final size).
 #[derive(Clone)]
@@ -80,8 +80,12 @@ impl FinishReason {
 /// What the engine thread reports about a job, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The prompt was evaluated (tokens include image tokens; `reused` came from the cache).
-    Started { prompt_tokens: usize, reused: usize },
+    /// The prompt was evaluated (tokens include image tokens); `cached_tokens` of it were
+    /// already in the sequence's cache and not evaluated again.
+    Started {
+        prompt_tokens: usize,
+        cached_tokens: usize,
+    },
     /// Generated text (complete UTF-8; stop strings never appear in it).
     Text(String),
     Done {
@@ -573,7 +577,7 @@ fn start_job(
     }
     let _ = job.events.send(Event::Started {
         prompt_tokens,
-        reused: keep,
+        cached_tokens: keep_pos as usize,
     });
     let _ = started;
     let mut sampler = job.sampling.sampler(n_vocab);
