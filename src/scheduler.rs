@@ -59,6 +59,9 @@ pub struct Job {
     /// None: until the sequence's context is full.
     pub max_tokens: Option<usize>,
     pub stop: Vec<String>,
+    /// Keep generating through end-of-generation tokens (llama-server's `ignore_eos`, for
+    /// benchmarks that need a fixed token count).
+    pub ignore_eos: bool,
     pub events: UnboundedSender<Event>,
 }
 
@@ -346,7 +349,7 @@ fn advance(
     metrics: &Metrics,
 ) {
     let a = s.active.as_mut().expect("active");
-    if vocab.is_eog(token) {
+    if vocab.is_eog(token) && !a.job.ignore_eos {
         flush_text(a, true);
         return finish(s, Some(FinishReason::Stop), metrics);
     }

@@ -285,6 +285,7 @@ fn batch_parallel(
                 sampling: sampling.clone(),
                 max_tokens,
                 stop: Vec::new(),
+                ignore_eos: false,
                 events: tx,
             };
             sched.submit(job).map_err(|e| format!("{e:?}"))?;

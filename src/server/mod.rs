@@ -373,6 +373,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
         sampling: req.sampling.clone(),
         max_tokens: req.max_tokens,
         stop: req.stop.clone(),
+        ignore_eos: req.ignore_eos,
         events: tx,
     };
     st.scheduler.submit(job).map_err(|e| match e {

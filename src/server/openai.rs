@@ -64,6 +64,8 @@ pub struct Request {
     pub sampling: Sampling,
     pub stop: Vec<String>,
     pub enable_thinking: Option<bool>,
+    /// llama-server's extension: generate `max_tokens` tokens even past end-of-generation.
+    pub ignore_eos: bool,
 }
 
 fn num(v: &Value, param: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
@@ -315,6 +317,10 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
         sampling,
         stop,
         enable_thinking,
+        ignore_eos: v
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 
@@ -347,6 +353,10 @@ pub fn completion_request(v: &Value) -> Result<Request, ApiError> {
         sampling,
         stop,
         enable_thinking: None,
+        ignore_eos: v
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     })
 }
 

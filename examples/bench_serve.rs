@@ -1,0 +1,141 @@
+//! Paired benchmark of two OpenAI-compatible servers already running on loopback (artemis-serve
+//! and llama-server on the same model file), alternating them for ROUNDS rounds:
+//!
+//!   cargo run --release --example bench_serve -- OURS_URL THEIRS_URL [ROUNDS] [TOKENS]
+//!
+//! Per round and server: one streamed request (time to first token, generation tok/s after it),
+//! then 4 and 8 concurrent requests (aggregate completion tok/s). Greedy, `ignore_eos`, fixed
+//! token count. Prints each round and the median of the per-round ratios (ours / theirs) with
+//! min–max.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+const PROMPT: &str =
+    "Describe a calm lake at sunset, with mountains behind it, in a few sentences.";
+
+async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64) {
+    let t0 = Instant::now();
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&json!({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "temperature": 0, "stream": true, "ignore_eos": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut s = r.bytes_stream();
+    let mut first = None;
+    let mut n = 0usize;
+    let mut buf = String::new();
+    while let Some(b) = s.next().await {
+        buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
+        while let Some(i) = buf.find("\n\n") {
+            let ev: String = buf.drain(..i + 2).collect();
+            let Some(data) = ev.trim().strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            let d = &v["choices"][0]["delta"];
+            let has = d["content"].as_str().is_some_and(|c| !c.is_empty())
+                || d["reasoning_content"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty());
+            if has {
+                n += 1;
+                first.get_or_insert(t0.elapsed());
+            }
+        }
+    }
+    let total = t0.elapsed();
+    let first = first.unwrap_or(total);
+    let gen_s = (total - first).as_secs_f64().max(1e-9);
+    (
+        first.as_secs_f64() * 1e3,
+        (n.saturating_sub(1)) as f64 / gen_s,
+    )
+}
+
+async fn concurrent(http: &reqwest::Client, base: &str, clients: usize, tokens: u32) -> f64 {
+    let t0 = Instant::now();
+    let mut hs = Vec::new();
+    for i in 0..clients {
+        let (http, base) = (http.clone(), base.to_string());
+        hs.push(tokio::spawn(async move {
+            let v: Value = http
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&json!({"messages": [{"role": "user", "content": format!("{PROMPT} ({i})")}], "max_tokens": tokens, "temperature": 0, "ignore_eos": true}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+        }));
+    }
+    let mut total = 0;
+    for h in hs {
+        total += h.await.unwrap();
+    }
+    total as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn median_range(mut v: Vec<f64>) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("{:.3}x ({:.3}–{:.3})", v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (ours, theirs) = (args[1].clone(), args[2].clone());
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let tokens: u32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap();
+    // warm both
+    for b in [&ours, &theirs] {
+        single(&http, b, 4).await;
+    }
+    let (mut r_ttft, mut r_tps, mut r_c4, mut r_c8) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    println!("| round | server | TTFT ms | tok/s (1 client) | agg tok/s (4) | agg tok/s (8) |");
+    println!("|---|---|---|---|---|---|");
+    for round in 1..=rounds {
+        let mut res = Vec::new();
+        // alternate which goes first
+        let order = if round % 2 == 1 {
+            [(&ours, "artemis-serve"), (&theirs, "llama-server")]
+        } else {
+            [(&theirs, "llama-server"), (&ours, "artemis-serve")]
+        };
+        for (base, name) in order {
+            let (ttft, tps) = single(&http, base, tokens).await;
+            let c4 = concurrent(&http, base, 4, tokens).await;
+            let c8 = concurrent(&http, base, 8, tokens).await;
+            println!("| {round} | {name} | {ttft:.0} | {tps:.2} | {c4:.2} | {c8:.2} |");
+            res.push((name, ttft, tps, c4, c8));
+        }
+        let o = res.iter().find(|r| r.0 == "artemis-serve").unwrap();
+        let t = res.iter().find(|r| r.0 == "llama-server").unwrap();
+        r_ttft.push(t.1 / o.1); // >1: ours answers sooner
+        r_tps.push(o.2 / t.2);
+        r_c4.push(o.3 / t.3);
+        r_c8.push(o.4 / t.4);
+    }
+    println!();
+    println!("median of per-round ratios (ours/theirs, min–max) over {rounds} rounds:");
+    println!(
+        "- time to first token (theirs/ours, >1 = ours sooner): {}",
+        median_range(r_ttft)
+    );
+    println!("- single-request generation tok/s: {}", median_range(r_tps));
+    println!("- aggregate tok/s, 4 clients: {}", median_range(r_c4));
+    println!("- aggregate tok/s, 8 clients: {}", median_range(r_c8));
+}
