@@ -10,53 +10,36 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 const PROMPT: &str =
     "Describe a calm lake at sunset, with mountains behind it, in a few sentences.";
 
+/// (time to first token, generation tok/s): a 1-token request gives the time to first token; a
+/// TOKENS-token request then gives (TOKENS - 1) / (its time - that), so empty pieces (ids past a
+/// synthetic tokenizer) count as tokens too.
 async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64) {
-    let t0 = Instant::now();
-    let r = http
-        .post(format!("{base}/v1/chat/completions"))
-        .json(&json!({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "temperature": 0, "stream": true, "ignore_eos": true}))
-        .send()
-        .await
-        .unwrap();
-    let mut s = r.bytes_stream();
-    let mut first = None;
-    let mut n = 0usize;
-    let mut buf = String::new();
-    while let Some(b) = s.next().await {
-        buf.push_str(&String::from_utf8_lossy(&b.unwrap()));
-        while let Some(i) = buf.find("\n\n") {
-            let ev: String = buf.drain(..i + 2).collect();
-            let Some(data) = ev.trim().strip_prefix("data: ") else {
-                continue;
-            };
-            if data == "[DONE]" {
-                continue;
-            }
-            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-            let d = &v["choices"][0]["delta"];
-            let has = d["content"].as_str().is_some_and(|c| !c.is_empty())
-                || d["reasoning_content"]
-                    .as_str()
-                    .is_some_and(|c| !c.is_empty());
-            if has {
-                n += 1;
-                first.get_or_insert(t0.elapsed());
-            }
+    let run = |n: u32| {
+        let http = http.clone();
+        let base = base.to_string();
+        async move {
+            let t0 = Instant::now();
+            let v: Value = http
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&json!({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": n, "temperature": 0, "ignore_eos": true}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(n as u64), "{v}");
+            t0.elapsed().as_secs_f64()
         }
-    }
-    let total = t0.elapsed();
-    let first = first.unwrap_or(total);
-    let gen_s = (total - first).as_secs_f64().max(1e-9);
-    (
-        first.as_secs_f64() * 1e3,
-        (n.saturating_sub(1)) as f64 / gen_s,
-    )
+    };
+    let t1 = run(1).await;
+    let tn = run(tokens).await;
+    (t1 * 1e3, (tokens - 1) as f64 / (tn - t1).max(1e-9))
 }
 
 async fn concurrent(http: &reqwest::Client, base: &str, clients: usize, tokens: u32) -> f64 {

@@ -34,10 +34,10 @@ fetch() {
   echo "$work/$name-$version"
 }
 
-# trim_sys DIR: drop everything the sys crate never builds (keep CPU, CUDA, mtmd, quantize).
+# trim_sys DIR: drop everything the sys crate never builds (keep CPU, CUDA, RPC, mtmd, quantize).
 trim_sys() {
   local lc="$1/llama.cpp"
-  for b in cann et hexagon hip metal musa opencl openvino rpc sycl virtgpu vulkan webgpu zdnn zendnn; do
+  for b in cann et hexagon hip metal musa opencl openvino sycl virtgpu vulkan webgpu zdnn zendnn; do
     rm -rf "$lc/ggml/src/ggml-$b"
   done
   rm -rf "$lc/docs" "$lc/tests" "$lc/examples" "$lc/pocs" "$lc/ci" "$lc/models" "$lc/grammars" \
