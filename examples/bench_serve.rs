@@ -33,7 +33,11 @@ async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64) {
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(n as u64), "{v}");
+            assert_eq!(
+                v["usage"]["completion_tokens"].as_u64(),
+                Some(n as u64),
+                "{v}"
+            );
             t0.elapsed().as_secs_f64()
         }
     };

@@ -28,6 +28,7 @@ pub mod plan;
 pub mod preprocess;
 pub mod progress;
 pub mod quantize;
+pub mod rpc;
 pub mod scheduler;
 pub mod server;
 pub mod validate;

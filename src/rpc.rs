@@ -14,7 +14,13 @@ use std::time::Duration;
 // ggml-rpc.h (the sys crate's bindings do not include it).
 extern "C" {
     fn ggml_backend_rpc_add_server(endpoint: *const c_char) -> *mut c_void;
-    fn ggml_backend_rpc_start_server(endpoint: *const c_char, cache_dir: *const c_char, n_threads: usize, n_devices: usize, devices: *mut llama_cpp_sys_2::ggml_backend_dev_t);
+    fn ggml_backend_rpc_start_server(
+        endpoint: *const c_char,
+        cache_dir: *const c_char,
+        n_threads: usize,
+        n_devices: usize,
+        devices: *mut llama_cpp_sys_2::ggml_backend_dev_t,
+    );
 }
 
 /// ggml-rpc.h `RPC_PROTO_MAJOR_VERSION` of the vendored llama.cpp.
@@ -31,12 +37,20 @@ pub enum RpcError {
 }
 
 fn endpoint_err(endpoint: &str, message: impl Into<String>) -> RpcError {
-    RpcError::Endpoint { endpoint: endpoint.to_string(), message: message.into() }
+    RpcError::Endpoint {
+        endpoint: endpoint.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Parses `HOST:PORT[,HOST:PORT...]`.
 pub fn parse_endpoints(list: &str) -> Result<Vec<String>, RpcError> {
-    let eps: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let eps: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     if eps.is_empty() {
         return Err(endpoint_err(list, "expected HOST:PORT[,HOST:PORT...]"));
     }
@@ -56,21 +70,36 @@ pub fn probe(endpoint: &str, timeout: Duration) -> Result<(u8, u8, u8), RpcError
         .map_err(|e| endpoint_err(endpoint, format!("cannot resolve: {e}")))?
         .next()
         .ok_or_else(|| endpoint_err(endpoint, "cannot resolve"))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| endpoint_err(endpoint, format!("cannot connect: {e} (is artemis-rpc-server running there?)")))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+        endpoint_err(
+            endpoint,
+            format!("cannot connect: {e} (is artemis-rpc-server running there?)"),
+        )
+    })?;
     s.set_read_timeout(Some(timeout)).ok();
     s.set_write_timeout(Some(timeout)).ok();
     let mut msg = vec![RPC_CMD_HELLO];
     msg.extend_from_slice(&(RPC_CONN_CAPS_SIZE as u64).to_le_bytes());
     msg.extend_from_slice(&[0u8; RPC_CONN_CAPS_SIZE]);
-    s.write_all(&msg).map_err(|e| endpoint_err(endpoint, format!("handshake failed: {e}")))?;
+    s.write_all(&msg)
+        .map_err(|e| endpoint_err(endpoint, format!("handshake failed: {e}")))?;
     let mut size = [0u8; 8];
-    s.read_exact(&mut size).map_err(|e| endpoint_err(endpoint, format!("no handshake answer ({e}): not an RPC worker, or another protocol")))?;
+    s.read_exact(&mut size).map_err(|e| {
+        endpoint_err(
+            endpoint,
+            format!("no handshake answer ({e}): not an RPC worker, or another protocol"),
+        )
+    })?;
     let size = u64::from_le_bytes(size) as usize;
     if size < 3 || size > 4096 {
-        return Err(endpoint_err(endpoint, format!("unexpected handshake answer ({size} bytes): not a llama.cpp RPC worker")));
+        return Err(endpoint_err(
+            endpoint,
+            format!("unexpected handshake answer ({size} bytes): not a llama.cpp RPC worker"),
+        ));
     }
     let mut rsp = vec![0u8; size];
-    s.read_exact(&mut rsp).map_err(|e| endpoint_err(endpoint, format!("handshake cut short: {e}")))?;
+    s.read_exact(&mut rsp)
+        .map_err(|e| endpoint_err(endpoint, format!("handshake cut short: {e}")))?;
     let v = (rsp[0], rsp[1], rsp[2]);
     if v.0 != RPC_PROTO_MAJOR {
         return Err(endpoint_err(endpoint, format!("worker speaks RPC protocol {}.{}.{}, this build {}.x: run artemis-rpc-server from the same release", v.0, v.1, v.2, RPC_PROTO_MAJOR)));
@@ -79,8 +108,19 @@ pub fn probe(endpoint: &str, timeout: Duration) -> Result<(u8, u8, u8), RpcError
 }
 
 extern "C" fn on_ggml_abort(message: *const c_char) {
-    let msg = if message.is_null() { String::new() } else { unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned() };
-    let msg = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let msg = if message.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(message) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let msg = msg
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
     eprintln!("artemis: llama.cpp stopped: {msg} (an RPC worker may have gone away)");
     std::process::exit(1);
 }
@@ -102,7 +142,9 @@ pub fn add_workers(endpoints: &[String], timeout: Duration) -> Result<(), RpcErr
         if reg.is_null() {
             return Err(endpoint_err(e, "llama.cpp could not add the worker"));
         }
-        unsafe { llama_cpp_sys_2::ggml_backend_register(reg as llama_cpp_sys_2::ggml_backend_reg_t) };
+        unsafe {
+            llama_cpp_sys_2::ggml_backend_register(reg as llama_cpp_sys_2::ggml_backend_reg_t)
+        };
     }
     Ok(())
 }
@@ -120,8 +162,12 @@ pub fn local_devices() -> Vec<(usize, String, String)> {
     (0..n)
         .map(|i| unsafe {
             let d = llama_cpp_sys_2::ggml_backend_dev_get(i);
-            let name = CStr::from_ptr(llama_cpp_sys_2::ggml_backend_dev_name(d)).to_string_lossy().into_owned();
-            let desc = CStr::from_ptr(llama_cpp_sys_2::ggml_backend_dev_description(d)).to_string_lossy().into_owned();
+            let name = CStr::from_ptr(llama_cpp_sys_2::ggml_backend_dev_name(d))
+                .to_string_lossy()
+                .into_owned();
+            let desc = CStr::from_ptr(llama_cpp_sys_2::ggml_backend_dev_description(d))
+                .to_string_lossy()
+                .into_owned();
             (i, name, desc)
         })
         .collect()
@@ -131,7 +177,11 @@ pub fn local_devices() -> Vec<(usize, String, String)> {
 pub fn serve(endpoint: &str, threads: usize, devices: WorkerDevices) -> Result<(), String> {
     let mut devs: Vec<llama_cpp_sys_2::ggml_backend_dev_t> = match devices {
         WorkerDevices::Cpu => {
-            let d = unsafe { llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU) };
+            let d = unsafe {
+                llama_cpp_sys_2::ggml_backend_dev_by_type(
+                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU,
+                )
+            };
             if d.is_null() {
                 return Err("no CPU device".into());
             }
@@ -140,12 +190,28 @@ pub fn serve(endpoint: &str, threads: usize, devices: WorkerDevices) -> Result<(
         WorkerDevices::Indices(ix) => {
             let n = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
             ix.iter()
-                .map(|&i| if i < n { Ok(unsafe { llama_cpp_sys_2::ggml_backend_dev_get(i) }) } else { Err(format!("--device {i}: there are {n} devices")) })
+                .map(|&i| {
+                    if i < n {
+                        Ok(unsafe { llama_cpp_sys_2::ggml_backend_dev_get(i) })
+                    } else {
+                        Err(format!("--device {i}: there are {n} devices"))
+                    }
+                })
                 .collect::<Result<_, _>>()?
         }
     };
     let c = CString::new(endpoint).map_err(|_| "endpoint contains a NUL byte".to_string())?;
     // SAFETY: valid pointers for the duration of the (blocking) call.
-    unsafe { ggml_backend_rpc_start_server(c.as_ptr(), std::ptr::null(), threads, devs.len(), devs.as_mut_ptr()) };
-    Err(format!("the RPC server at {endpoint} stopped (port in use?)"))
+    unsafe {
+        ggml_backend_rpc_start_server(
+            c.as_ptr(),
+            std::ptr::null(),
+            threads,
+            devs.len(),
+            devs.as_mut_ptr(),
+        )
+    };
+    Err(format!(
+        "the RPC server at {endpoint} stopped (port in use?)"
+    ))
 }

@@ -44,6 +44,10 @@ struct Args {
     /// Keep the mmproj on the CPU.
     #[arg(long = "no-mmproj-offload")]
     no_mmproj_offload: bool,
+    /// llama.cpp RPC workers (artemis-rpc-server) for the decoder's layers: HOST:PORT[,HOST:PORT...].
+    /// Layers go there with -ngl; the vision encoder stays on this machine.
+    #[arg(long)]
+    rpc: Option<String>,
     /// Require `Authorization: Bearer KEY` (also from ARTEMIS_API_KEY).
     #[arg(long = "api-key")]
     api_key: Option<String>,
@@ -77,6 +81,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut args = args;
+    if let Some(list) = &args.rpc {
+        let added = artemis_gguf::rpc::parse_endpoints(list)
+            .and_then(|eps| artemis_gguf::rpc::add_workers(&eps, Duration::from_secs(3)));
+        if let Err(e) = added {
+            eprintln!("artemis-serve: {e}");
+            return ExitCode::FAILURE;
+        }
+        args.no_mmproj_offload = true; // the vision encoder stays local
+    }
     let has_key =
         args.api_key.is_some() || std::env::var("ARTEMIS_API_KEY").is_ok_and(|k| !k.is_empty());
     if !matches!(args.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
