@@ -159,8 +159,8 @@ fn image_files(args: &Args) -> Result<(Vec<PathBuf>, bool), String> {
 
 fn print_timings(r: &Reply) {
     eprintln!(
-        "\n[image encode {:.1} ms ({} image tokens) | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s]",
-        r.encode_ms, r.image_tokens, r.prompt_tokens, r.prompt_tok_per_s, r.generated_tokens, r.tok_per_s
+        "\n[image encode {:.1} ms ({} image tokens) | prompt {} tokens, {:.1} tok/s | generated {} tokens, {:.1} tok/s ({:.1} decode only)]",
+        r.encode_ms, r.image_tokens, r.prompt_tokens, r.prompt_tok_per_s, r.generated_tokens, r.tok_per_s, r.decode_tok_per_s
     );
 }
 
@@ -407,9 +407,8 @@ fn run(mut args: Args) -> Result<u8, String> {
             artemis_gguf::llama::system_info()
         );
     }
-    // SAFETY: a pure capability query.
-    if n_gpu_layers > 0 && !unsafe { llama_cpp_sys_2::llama_supports_gpu_offload() } {
-        eprintln!("artemis-chat: warning: this build has no GPU backend; -ngl {} ignored (build with --features cuda)", args.n_gpu_layers);
+    if n_gpu_layers > 0 && artemis_gguf::llama::offload_devices() == 0 {
+        eprintln!("artemis-chat: warning: this build has no GPU backend and no --rpc worker was given; -ngl {} ignored (build with --features cuda)", args.n_gpu_layers);
     }
     let template = ChatTemplate::from_gguf(&args.model).map_err(e)?;
     // -n -1: generate until the context is full; the automatic context then leaves 4096 tokens.
