@@ -255,6 +255,9 @@ pub struct Reply {
     pub generated_tokens: usize,
     pub gen_ms: f64,
     pub tok_per_s: f64,
+    /// Decode time only, as llama.cpp's tools report "eval time" (sampling excluded).
+    pub decode_ms: f64,
+    pub decode_tok_per_s: f64,
 }
 
 impl Reply {
@@ -271,6 +274,8 @@ impl Reply {
             generated_tokens: g.tokens.len(),
             gen_ms: g.ms,
             tok_per_s: g.tok_per_s(),
+            decode_ms: g.decode_ms,
+            decode_tok_per_s: g.decode_tok_per_s(),
         }
     }
 }

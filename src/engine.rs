@@ -171,7 +171,10 @@ impl Engine {
             .with_n_batch(n_ctx.min(2048))
             .with_n_ubatch(n_ctx.min(512))
             .with_n_threads(self.opts.threads)
-            .with_n_threads_batch(self.opts.threads);
+            .with_n_threads_batch(self.opts.threads)
+            // llama.cpp's own decode timers (one clock read per decode), so generation speed can
+            // be quoted the way llama.cpp's tools quote it: decode time only.
+            .with_no_perf(false);
         let params = if self.opts.kv_f32 {
             params
                 .with_type_k(KvCacheType::F32)
@@ -565,13 +568,13 @@ impl<'m> Session<'m> {
         max_tokens: usize,
         mut on_token: impl FnMut(i32, &[u8]) -> bool,
     ) -> Result<GenStats, EngineError> {
-        let mut sampler = sampling.sampler(engine.n_vocab() as i32);
+        let mut picker = sampling.picker(engine.n_vocab() as i32);
         let vocab = engine.model.vocab();
+        self.ctx.reset_timings();
         let started = std::time::Instant::now();
         let mut stats = GenStats::default();
         for _ in 0..max_tokens {
-            let token = sampler.sample(&self.ctx, -1);
-            sampler.accept(token);
+            let token = picker.pick(&self.ctx, -1);
             if vocab.is_eog(token) {
                 stats.stopped_at_eog = true;
                 break;
@@ -588,6 +591,12 @@ impl<'m> Session<'m> {
             self.eval_tokens(&[token.0])?;
         }
         stats.ms = started.elapsed().as_secs_f64() * 1e3;
+        let perf = self.ctx.timings();
+        // n_eval is reported as at least 1 even when nothing was decoded.
+        if perf.n_eval() > 0 && !stats.tokens.is_empty() {
+            stats.decode_ms = perf.t_eval_ms();
+            stats.n_decode = perf.n_eval() as usize;
+        }
         Ok(stats)
     }
 
@@ -718,7 +727,12 @@ pub struct PromptStats {
 #[derive(Debug, Clone, Default)]
 pub struct GenStats {
     pub tokens: Vec<i32>,
+    /// Wall time of the whole loop: sampling, detokenizing, the caller's callback and decoding.
     pub ms: f64,
+    /// llama.cpp's decode timer over the loop's one-token decodes (how llama.cpp's tools
+    /// report "eval time"), and how many there were.
+    pub decode_ms: f64,
+    pub n_decode: usize,
     pub stopped_at_eog: bool,
     pub context_full: bool,
 }
@@ -726,6 +740,14 @@ pub struct GenStats {
 impl GenStats {
     pub fn tok_per_s(&self) -> f64 {
         self.tokens.len() as f64 / (self.ms / 1e3).max(1e-9)
+    }
+
+    /// Decode-only speed, llama.cpp's definition (`n_eval / t_eval`); 0 when nothing was decoded.
+    pub fn decode_tok_per_s(&self) -> f64 {
+        if self.n_decode == 0 {
+            return 0.0;
+        }
+        self.n_decode as f64 / (self.decode_ms / 1e3).max(1e-9)
     }
 }
 
@@ -762,13 +784,23 @@ impl Default for Sampling {
 }
 
 impl Sampling {
+    fn has_penalties(&self) -> bool {
+        self.repeat_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
+    }
+
+    /// How tokens are picked: an argmax for plain greedy decoding, else [`Self::sampler`].
+    pub fn picker(&self, n_vocab: i32) -> TokenPicker {
+        if self.temp <= 0.0 && !self.has_penalties() {
+            TokenPicker::Argmax
+        } else {
+            TokenPicker::Chain(self.sampler(n_vocab))
+        }
+    }
+
     /// llama.cpp's sampler order: penalties, top-k, top-p, min-p, temperature, then draw.
     pub fn sampler(&self, n_vocab: i32) -> LlamaSampler {
         let mut chain = Vec::new();
-        if self.repeat_penalty != 1.0
-            || self.frequency_penalty != 0.0
-            || self.presence_penalty != 0.0
-        {
+        if self.has_penalties() {
             chain.push(LlamaSampler::penalties(
                 n_vocab,
                 self.repeat_last_n,
@@ -789,6 +821,30 @@ impl Sampling {
             ]);
         }
         LlamaSampler::chain_simple(chain)
+    }
+}
+
+/// Picks each next token. Plain greedy decoding (temperature ≤ 0, no penalties) is a scan of
+/// the logits row for its first maximum, which is exactly what llama.cpp's greedy sampler
+/// selects, without `llama_sampler_sample` copying the whole vocabulary (131072 entries for
+/// Mistral's) into a candidate array every token. Everything else is llama.cpp's chain.
+pub enum TokenPicker {
+    Argmax,
+    Chain(LlamaSampler),
+}
+
+impl TokenPicker {
+    /// The token for output row `idx` of the last decode (-1: the last row); the chain sees it
+    /// accepted, as llama.cpp's tools do.
+    pub fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+        match self {
+            TokenPicker::Argmax => LlamaToken(argmax(ctx.get_logits_ith(idx)) as i32),
+            TokenPicker::Chain(s) => {
+                let t = s.sample(ctx, idx);
+                s.accept(t);
+                t
+            }
+        }
     }
 }
 

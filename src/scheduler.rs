@@ -181,7 +181,7 @@ enum Unit {
 
 struct Active {
     job: Job,
-    sampler: llama_cpp_2::sampling::LlamaSampler,
+    picker: crate::engine::TokenPicker,
     utf8: Utf8Stream,
     /// Text generated so far and how much of it was sent.
     text: String,
@@ -334,8 +334,7 @@ fn engine_thread(
         for (bi, &i) in order.iter().enumerate() {
             let s = &mut slots[i];
             let a = s.active.as_mut().expect("active");
-            let token = a.sampler.sample(&ctx, bi as i32);
-            a.sampler.accept(token);
+            let token = a.picker.pick(&ctx, bi as i32);
             advance(s, token, &vocab, &metrics);
         }
     }
@@ -583,12 +582,11 @@ fn start_job(
         cached_tokens: keep_pos as usize,
     });
     let _ = started;
-    let mut sampler = job.sampling.sampler(n_vocab);
-    let token = sampler.sample(ctx, -1);
-    sampler.accept(token);
+    let mut picker = job.sampling.picker(n_vocab);
+    let token = picker.pick(ctx, -1);
     slot.active = Some(Active {
         job,
-        sampler,
+        picker,
         utf8: Utf8Stream::default(),
         text: String::new(),
         sent: 0,

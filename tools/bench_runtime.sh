@@ -3,6 +3,7 @@
 # A3-shaped synthetic checkpoint (tools/make_bench_checkpoint.py). Prints markdown tables.
 #
 #   tools/bench_runtime.sh [CKPT_DIR] [WORK_DIR]
+#   SECTIONS=chat ROUNDS=5 DEC=model.gguf MM=mmproj.gguf tools/bench_runtime.sh   # chat only, given files
 #
 # Needs: target/release binaries, tools/.venv (for the checkpoint and the test image),
 # llama-mtmd-cli (tools/build-llama-tools.sh) and llama-quantize (tools/build-llama-quantize.sh).
@@ -12,9 +13,13 @@ ckpt=${1:-/tmp/artemis-bench/ckpt}
 work=${2:-/tmp/artemis-bench/runtime}
 threads=$(nproc)
 bin=target/release
-[ -d "$ckpt" ] || tools/.venv/bin/python tools/make_bench_checkpoint.py "$ckpt"
-mtmd_cli=$(tools/build-llama-tools.sh)
-llama_quantize=$(tools/build-llama-quantize.sh)
+sections=${SECTIONS:-quantize pipeline chat}
+want() { case " $sections " in *" $1 "*) return 0;; *) return 1;; esac; }
+if want quantize || want pipeline || [ -z "${DEC:-}" ]; then
+  [ -d "$ckpt" ] || tools/.venv/bin/python tools/make_bench_checkpoint.py "$ckpt"
+fi
+want chat && mtmd_cli=$(tools/build-llama-tools.sh)
+want quantize && llama_quantize=$(tools/build-llama-quantize.sh)
 mkdir -p "$work"
 T() { /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@"; }   # wall seconds, peak RSS KiB
 mib() { echo "scale=1; $1/1048576" | bc; }
@@ -23,9 +28,11 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $th
 echo
 
 # --- inputs -----------------------------------------------------------------------------------
-rm -f "$work"/*.gguf
-$bin/artemis-convert --to gguf "$ckpt" -o "$work" --name bench --outtype bf16 --quiet --force >/dev/null
 dec16="$work/bench-bf16.gguf"; mm16="$work/mmproj-bench-bf16.gguf"
+if want quantize; then
+  rm -f "$work"/*.gguf
+  $bin/artemis-convert --to gguf "$ckpt" -o "$work" --name bench --outtype bf16 --quiet --force >/dev/null
+fi
 tools/.venv/bin/python - "$work/photo.png" <<'PY'
 import sys, numpy as np
 from PIL import Image, ImageDraw
@@ -35,9 +42,6 @@ im = Image.fromarray(img, "RGB"); d = ImageDraw.Draw(im)
 d.ellipse([100, 100, 400, 380], fill=(240, 40, 40)); d.rectangle([50, 300, 200, 480], fill=(20, 20, 200))
 im.save(sys.argv[1])
 PY
-
-sections=${SECTIONS:-quantize pipeline chat}
-want() { case " $sections " in *" $1 "*) return 0;; *) return 1;; esac; }
 
 # --- quantize: artemis-quantize vs llama-quantize ---------------------------------------------
 if want quantize; then
@@ -76,23 +80,46 @@ echo
 fi
 
 # --- chat: artemis-chat vs llama-mtmd-cli -----------------------------------------------------
+# ROUNDS rounds (default 5), the two tools alternating within each round; the verdict is the
+# median of the per-round ratios (ours / theirs) with min–max, so one noisy moment decides nothing.
+# Generation is compared two ways: decode time only on both sides (llama.cpp's "eval time", the
+# only figure llama-mtmd-cli prints), and ours as the user sees it (wall time of the whole loop:
+# sampling, detokenizing, printing) against the same decode-only figure of theirs.
 if want chat; then
-dec="$work/one/bench-q4_k_m.gguf"; mm="$work/one/mmproj-bench-q8_0.gguf"
-echo "## greedy 128 tokens with a 512×512 image (256 image tokens), Q4_K_M decoder + Q8_0 mmproj, $threads threads"
-echo "| tool | image encode ms | prompt tokens | prompt tok/s | generated | gen tok/s |"
-echo "|---|---|---|---|---|---|"
-for run in 1 2; do
-  json=$($bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n 128 --temp 0 -t "$threads" --json)
-  [ $run = 2 ] && echo "$json" | python3 -c 'import json,sys
+dec=${DEC:-$work/one/bench-q4_k_m.gguf}; mm=${MM:-$work/one/mmproj-bench-q8_0.gguf}
+rounds=${ROUNDS:-5}; n=${N_PREDICT:-128}
+echo "## greedy $n tokens with a 512×512 image (256 image tokens), $(basename "$dec") + $(basename "$mm"), $threads threads, $rounds rounds"
+echo "| round | tool | image encode ms | prompt tok/s | generated | gen tok/s (decode only) | gen tok/s (wall, whole loop) |"
+echo "|---|---|---|---|---|---|---|"
+: > "$work/rounds.txt"
+for r in $(seq 1 "$rounds"); do
+  json=$($bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" --json)
+  ours=$(echo "$json" | python3 -c 'import json,sys
 j = json.load(sys.stdin)
-print("| artemis-chat | %.0f | %d | %.1f | %d | %.2f |" % (j["encode_ms"], j["prompt_tokens"], j["prompt_tok_per_s"], j["generated_tokens"], j["tok_per_s"]))' 
-  log=$("$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n 128 --temp 0 -t "$threads" \
+print("%.1f %.2f %d %.3f %.3f" % (j["encode_ms"], j["prompt_tok_per_s"], j["generated_tokens"], j["decode_tok_per_s"], j["tok_per_s"]))')
+  log=$("$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" \
         --image-min-tokens 1 --image-max-tokens 256 --ignore-eos 2>&1 >/dev/null || true)
-  if [ $run = 2 ]; then
-    enc=$(echo "$log" | grep -o 'encoded in [0-9]* ms' | grep -o '[0-9]*' | paste -sd+ | bc)
-    pp=$(echo "$log" | grep 'prompt eval time' | sed -E 's/.*\/ *([0-9]+) tokens.*, *([0-9.]+) tokens per second.*/\1 \2/')
-    tg=$(echo "$log" | grep -E '^\S* *eval time|llama_perf_context_print: +eval time' | tail -1 | sed -E 's/.*\/ *([0-9]+) runs.*, *([0-9.]+) tokens per second.*/\1 \2/')
-    echo "| llama-mtmd-cli | ${enc:-?} | ${pp% *} | ${pp#* } | ${tg% *} | ${tg#* } |"
-  fi
+  enc=$(echo "$log" | grep -o 'encoded in [0-9]* ms' | grep -o '[0-9]*' | paste -sd+ | bc)
+  pp=$(echo "$log" | grep 'prompt eval time' | sed -E 's/.*, *([0-9.]+) tokens per second.*/\1/')
+  tg=$(echo "$log" | grep -E 'llama_perf_context_print: +eval time' | tail -1 | sed -E 's/.*\/ *([0-9]+) runs.*, *([0-9.]+) tokens per second.*/\1 \2/')
+  read -r oenc opp ogen odec owall <<<"$ours"
+  echo "| $r | artemis-chat | $oenc | $opp | $ogen | $odec | $owall |"
+  echo "| $r | llama-mtmd-cli | ${enc:-?} | ${pp:-?} | ${tg% *} | ${tg#* } | — |"
+  echo "$oenc $opp $odec $owall ${enc:-0} ${pp:-0} ${tg#* }" >> "$work/rounds.txt"
 done
+echo
+python3 - "$work/rounds.txt" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+def line(name, xs):
+    xs = [x for x in xs if x > 0]
+    if xs:
+        print(f"| {name} | {statistics.median(xs):.3f}× ({min(xs):.3f}–{max(xs):.3f}) |")
+print("| measure (ours / llama-mtmd-cli, higher is better for ours) | median of per-round ratios (min–max) |")
+print("|---|---|")
+line("generation tok/s, decode only on both sides", [r[2] / r[6] for r in rows if r[6]])
+line("generation tok/s, ours wall-clock vs their decode only", [r[3] / r[6] for r in rows if r[6]])
+line("prompt tok/s", [r[1] / r[5] for r in rows if r[5]])
+line("image encode speed (their ms / our ms)", [r[4] / r[0] for r in rows if r[0]])
+PY
 fi
