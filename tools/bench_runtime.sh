@@ -18,7 +18,8 @@ want() { case " $sections " in *" $1 "*) return 0;; *) return 1;; esac; }
 if want quantize || want pipeline || [ -z "${DEC:-}" ]; then
   [ -d "$ckpt" ] || tools/.venv/bin/python tools/make_bench_checkpoint.py "$ckpt"
 fi
-want chat && mtmd_cli=$(tools/build-llama-tools.sh)
+# Same CPU flags as the sys crate's default build (AVX2/FMA/F16C, no -march=native).
+want chat && mtmd_cli=$(NATIVE=OFF tools/build-llama-tools.sh /tmp/artemis-llama-tools-nn)
 want quantize && llama_quantize=$(tools/build-llama-quantize.sh)
 mkdir -p "$work"
 T() { /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@"; }   # wall seconds, peak RSS KiB
@@ -60,7 +61,7 @@ echo
 
 fi
 
-if want pipeline || want chat; then
+if want pipeline || { want chat && [ -z "${DEC:-}" ]; }; then
 echo "## safetensors → Q4_K_M decoder + Q8_0 mmproj: one command vs convert then quantize"
 echo "| route | wall s | peak disk MiB |"
 echo "|---|---|---|"
@@ -97,15 +98,22 @@ for r in $(seq 1 "$rounds"); do
   ours=$(echo "$json" | python3 -c 'import json,sys
 j = json.load(sys.stdin)
 print("%.1f %.2f %d %.3f %.3f" % (j["encode_ms"], j["prompt_tok_per_s"], j["generated_tokens"], j["decode_tok_per_s"], j["tok_per_s"]))')
+  # --perf -lv 4: this llama.cpp prints its timings only with perf on and info-level logs.
   log=$("$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" \
-        --image-min-tokens 1 --image-max-tokens 256 --ignore-eos 2>&1 >/dev/null || true)
-  enc=$(echo "$log" | grep -o 'encoded in [0-9]* ms' | grep -o '[0-9]*' | paste -sd+ | bc)
-  pp=$(echo "$log" | grep 'prompt eval time' | sed -E 's/.*, *([0-9.]+) tokens per second.*/\1/')
-  tg=$(echo "$log" | grep -E 'llama_perf_context_print: +eval time' | tail -1 | sed -E 's/.*\/ *([0-9]+) runs.*, *([0-9.]+) tokens per second.*/\1 \2/')
+        --image-min-tokens 1 --image-max-tokens 256 --ignore-eos --perf -lv 4 2>&1 >/dev/null || true)
+  # Its "prompt eval time" runs from the first prompt decode to the last, so it includes the
+  # image encode that happens in between; prefill is that minus the encode.
+  read -r enc pp tg_runs tg <<<"$(echo "$log" | python3 -c 'import re,sys
+t = sys.stdin.read()
+enc = sum(int(x) for x in re.findall(r"(?:encoding done in|encoded in) (\d+) ms", t))
+p = re.search(r"prompt eval time = +([\d.]+) ms / +(\d+) tokens", t)
+g = re.search(r" eval time = +([\d.]+) ms / +(\d+) runs .*?([\d.]+) tokens per second", t)
+pp = int(p.group(2)) / ((float(p.group(1)) - enc) / 1e3) if p and float(p.group(1)) > enc else 0
+print(enc, "%.2f" % pp, g.group(2) if g else 0, g.group(3) if g else 0)')"
   read -r oenc opp ogen odec owall <<<"$ours"
   echo "| $r | artemis-chat | $oenc | $opp | $ogen | $odec | $owall |"
-  echo "| $r | llama-mtmd-cli | ${enc:-?} | ${pp:-?} | ${tg% *} | ${tg#* } | — |"
-  echo "$oenc $opp $odec $owall ${enc:-0} ${pp:-0} ${tg#* }" >> "$work/rounds.txt"
+  echo "| $r | llama-mtmd-cli | $enc | $pp | $tg_runs decodes | $tg | — |"
+  echo "$oenc $opp $odec $owall $enc $pp $tg" >> "$work/rounds.txt"
 done
 echo
 python3 - "$work/rounds.txt" <<'PY'

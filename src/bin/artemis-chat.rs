@@ -687,6 +687,12 @@ fn run(mut args: Args) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early: end quietly like a C tool, not with a panic
+    // from println!. artemis-chat writes no files, so nothing is left half-written.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Args::parse_from(artemis_gguf::cli::llama_style_args(
         std::env::args_os(),
     ))) {
