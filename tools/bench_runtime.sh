@@ -93,25 +93,33 @@ echo "## greedy $n tokens with a 512×512 image (256 image tokens), $(basename "
 echo "| round | tool | image encode ms | prompt tok/s | generated | gen tok/s (decode only) | gen tok/s (wall, whole loop) |"
 echo "|---|---|---|---|---|---|---|"
 : > "$work/rounds.txt"
-for r in $(seq 1 "$rounds"); do
-  json=$($bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" --json)
-  ours=$(echo "$json" | python3 -c 'import json,sys
+run_ours() {
+  $bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" --json \
+    | python3 -c 'import json,sys
 j = json.load(sys.stdin)
-print("%.1f %.2f %d %.3f %.3f" % (j["encode_ms"], j["prompt_tok_per_s"], j["generated_tokens"], j["decode_tok_per_s"], j["tok_per_s"]))')
+print("%.1f %.2f %d %.3f %.3f" % (j["encode_ms"], j["prompt_tok_per_s"], j["generated_tokens"], j["decode_tok_per_s"], j["tok_per_s"]))'
+}
+run_theirs() {
   # --perf -lv 4: this llama.cpp prints its timings only with perf on and info-level logs.
-  log=$("$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" \
-        --image-min-tokens 1 --image-max-tokens 256 --ignore-eos --perf -lv 4 2>&1 >/dev/null || true)
   # Its "prompt eval time" runs from the first prompt decode to the last, so it includes the
   # image encode that happens in between; prefill is that minus the encode.
-  read -r enc pp tg_runs tg <<<"$(echo "$log" | python3 -c 'import re,sys
+  { "$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" \
+      --image-min-tokens 1 --image-max-tokens 256 --ignore-eos --perf -lv 4 2>&1 >/dev/null || true; } | python3 -c 'import re,sys
 t = sys.stdin.read()
 enc = sum(int(x) for x in re.findall(r"(?:encoding done in|encoded in) (\d+) ms", t))
 p = re.search(r"prompt eval time = +([\d.]+) ms / +(\d+) tokens", t)
 g = re.search(r" eval time = +([\d.]+) ms / +(\d+) runs .*?([\d.]+) tokens per second", t)
 pp = int(p.group(2)) / ((float(p.group(1)) - enc) / 1e3) if p and float(p.group(1)) > enc else 0
-print(enc, "%.2f" % pp, g.group(2) if g else 0, g.group(3) if g else 0)')"
+print(enc, "%.2f" % pp, g.group(2) if g else 0, g.group(3) if g else 0)'
+}
+for r in $(seq 1 "$rounds"); do
+  # Which tool goes first alternates, so a slot that is systematically faster (page cache,
+  # clocks) favours neither.
+  if [ $((r % 2)) = 1 ]; then ours=$(run_ours); theirs=$(run_theirs); first=ours
+  else theirs=$(run_theirs); ours=$(run_ours); first=theirs; fi
   read -r oenc opp ogen odec owall <<<"$ours"
-  echo "| $r | artemis-chat | $oenc | $opp | $ogen | $odec | $owall |"
+  read -r enc pp tg_runs tg <<<"$theirs"
+  echo "| $r ($first first) | artemis-chat | $oenc | $opp | $ogen | $odec | $owall |"
   echo "| $r | llama-mtmd-cli | $enc | $pp | $tg_runs decodes | $tg | — |"
   echo "$oenc $opp $odec $owall $enc $pp $tg" >> "$work/rounds.txt"
 done
