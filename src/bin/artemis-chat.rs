@@ -133,8 +133,28 @@ impl Printer {
             }
             rest = tail;
         }
-        let _ = out.flush();
+        if let Err(e) = out.flush() {
+            stdout_failed(e);
+        }
     }
+}
+
+/// Writes a line to stdout. SIGPIPE stays ignored (a lost RPC worker must surface as EPIPE
+/// and an error line, not kill the process), so a reader that went away (`| head`) is handled
+/// here: the program ends quietly, as a C tool would, instead of println!'s panic.
+fn out_line(s: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{s}").and_then(|_| out.flush()) {
+        stdout_failed(e);
+    }
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("artemis-chat: writing to stdout: {e}");
+    std::process::exit(1);
 }
 
 fn image_files(args: &Args) -> Result<(Vec<PathBuf>, bool), String> {
@@ -343,7 +363,7 @@ fn batch_parallel(
                 }
             }
         };
-        pb.suspend(|| println!("{line}"));
+        pb.suspend(|| out_line(&line.to_string()));
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -520,7 +540,7 @@ fn run(mut args: Args) -> Result<u8, String> {
                         serde_json::json!({"image": f.display().to_string(), "error": err.to_string()})
                     }
                 };
-                pb.suspend(|| println!("{line}"));
+                pb.suspend(|| out_line(&line.to_string()));
                 pb.inc(1);
             }
             pb.finish_and_clear();
@@ -588,9 +608,9 @@ fn run(mut args: Args) -> Result<u8, String> {
                 if !args.keep_thinking {
                     v["text"] = chat::strip_thinking(&reply.text, opens_think).into();
                 }
-                println!("{v}");
+                out_line(&v.to_string());
             } else {
-                println!();
+                out_line("");
                 print_timings(&reply);
             }
             Ok(0)
@@ -672,7 +692,7 @@ fn run(mut args: Args) -> Result<u8, String> {
                     |p| printer.print(p),
                 ) {
                     Ok(r) => {
-                        println!();
+                        out_line("");
                         print_timings(&r);
                     }
                     Err(err) => {
@@ -687,12 +707,6 @@ fn run(mut args: Args) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
-    // Output piped into `head` and closed early: end quietly like a C tool, not with a panic
-    // from println!. artemis-chat writes no files, so nothing is left half-written.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     match run(Args::parse_from(artemis_gguf::cli::llama_style_args(
         std::env::args_os(),
     ))) {
