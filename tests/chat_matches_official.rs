@@ -463,3 +463,25 @@ fn batch_captioning_with_parallel_sequences_equals_one_at_a_time() {
     );
     assert!(four[5].2, "the broken file is reported in its line");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_chat_quietly_without_a_panic() {
+    let (dec, _) = converted("chat-pipe");
+    // streamed text and --json both: stdout's reader is gone before the first byte is written
+    for json in [false, true] {
+        let mut cmd = chat_bin();
+        cmd.arg(&dec)
+            .args(["--temp", "0", "-n", "16", "-t", "2", "-p", "Hello"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "json={json}: {err}");
+        assert_eq!(out.status.code(), Some(141), "json={json}: {err}");
+    }
+}
