@@ -321,6 +321,10 @@ mod decoder {
 
     /// What the log callback collects while llama.cpp quantizes.
     struct Capture {
+        /// The thread calling llama_model_quantize: llama-quant logs its per-tensor lines
+        /// there. The callback is process-wide, so text from other threads (a model loading
+        /// elsewhere in the process: repack notes, mtmd) is not ours and would split a line.
+        thread: std::thread::ThreadId,
         line: String,
         lines: Vec<String>,
         pb: ProgressBar,
@@ -345,6 +349,9 @@ mod decoder {
             return;
         };
         let Some(cap) = guard.as_mut() else { return };
+        if std::thread::current().id() != cap.thread {
+            return;
+        }
         if cap.verbose {
             eprint!("{text}");
         }
@@ -488,6 +495,7 @@ mod decoder {
             message: e.to_string(),
         })?;
         *CAPTURE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Capture {
+            thread: std::thread::current().id(),
             line: String::new(),
             lines: Vec::new(),
             pb: pb.clone(),
