@@ -111,9 +111,23 @@ pub struct Engine {
 
 impl Engine {
     pub fn load(path: &Path, opts: EngineOptions) -> Result<Engine, EngineError> {
+        Engine::load_split(path, opts, &[])
+    }
+
+    /// [`Engine::load`] with llama.cpp's `--tensor-split`: each offload device's share of the
+    /// offloaded layers, in llama.cpp's device order (RPC workers as given, then local GPUs);
+    /// empty = llama.cpp's default (by free memory).
+    pub fn load_split(
+        path: &Path,
+        opts: EngineOptions,
+        tensor_split: &[f32],
+    ) -> Result<Engine, EngineError> {
         expect_arch(path, false)?;
         let backend = backend(opts.verbose)?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        let mut params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        if !tensor_split.is_empty() {
+            params = params.with_tensor_split(tensor_split);
+        }
         let model =
             LlamaModel::load_from_file(backend, path, &params).map_err(|e| EngineError::Load {
                 path: path.to_path_buf(),

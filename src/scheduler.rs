@@ -114,6 +114,8 @@ pub struct SchedulerConfig {
     pub model: PathBuf,
     pub mmproj: Option<PathBuf>,
     pub engine: EngineOptions,
+    /// `--tensor-split` (see [`Engine::load_split`]); empty = llama.cpp's default.
+    pub tensor_split: Vec<f32>,
     pub vision: VisionOptions,
     pub parallel: usize,
     /// Context cells per sequence.
@@ -204,7 +206,7 @@ fn engine_thread(
     ready: std::sync::mpsc::Sender<Result<ModelInfo, String>>,
     metrics: Arc<Metrics>,
 ) {
-    let engine = match Engine::load(&cfg.model, cfg.engine.clone()) {
+    let engine = match Engine::load_split(&cfg.model, cfg.engine.clone(), &cfg.tensor_split) {
         Ok(e) => e,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));

@@ -608,6 +608,19 @@ impl LlamaModelParams {
         self
     }
 
+    /// Set `tensor_split`: the share of the model each device gets, in llama.cpp's device
+    /// order (llama.cpp's `--tensor-split`); devices past the end of `split` get 0.
+    #[must_use]
+    pub fn with_tensor_split(mut self, split: &[f32]) -> Self {
+        let max_devices = unsafe { llama_cpp_sys_2::llama_max_devices() };
+        self.tensor_split.clear();
+        self.tensor_split.resize(max_devices.max(split.len()), 0.0);
+        self.tensor_split[..split.len()].copy_from_slice(split);
+        // The Vec's heap buffer does not move when `self` does.
+        self.params.tensor_split = self.tensor_split.as_ptr();
+        self
+    }
+
     /// Get `no_alloc`
     ///
     /// If this parameter is true, don't allocate memory for the tensor data
