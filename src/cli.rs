@@ -161,3 +161,30 @@ mod tests {
         }
     }
 }
+
+/// `--tensor-split A,B,...`: non-negative, finite shares (not all zero), at most `devices` of
+/// them (the offload devices present: GPUs and added RPC workers).
+pub fn parse_tensor_split(s: &str, devices: usize) -> Result<Vec<f32>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let x: f32 = part.trim().parse().map_err(|_| {
+            format!("--tensor-split {s}: {part:?} is not a number (expected shares like 3,1)")
+        })?;
+        if !x.is_finite() || x < 0.0 {
+            return Err(format!(
+                "--tensor-split {s}: {part:?} must be a finite share ≥ 0"
+            ));
+        }
+        v.push(x);
+    }
+    if v.iter().all(|&x| x == 0.0) {
+        return Err(format!("--tensor-split {s}: every share is 0"));
+    }
+    if v.len() > devices {
+        return Err(format!(
+            "--tensor-split {s}: {} shares for {devices} offload device(s) (the --rpc workers, then local GPUs)",
+            v.len()
+        ));
+    }
+    Ok(v)
+}

@@ -195,3 +195,59 @@ fn a_worker_killed_mid_run_ends_the_run_with_a_clear_error() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("RPC") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn tensor_split_places_the_layers_by_share_and_refuses_bad_shares() {
+    let out = temp_dir("rpc-split");
+    let (dec, _) = convert_fixture("tiny", &out, OutType::F32);
+    let (a, b) = (worker(), worker());
+    let rpc = format!("127.0.0.1:{},127.0.0.1:{}", a.1, b.1);
+    let run = |split: &str| {
+        chat()
+            .arg(&dec)
+            .args([
+                "-p", "Hello", "-n", "4", "--temp", "0", "-t", "2", "-ngl", "all",
+            ])
+            .args(["--rpc", &rpc, "--tensor-split", split, "--verbose"])
+            .output()
+            .unwrap()
+    };
+    // llama.cpp names the added workers RPC0, RPC1 in --rpc order
+    let devices = |split: &str| -> Vec<String> {
+        let o = run(split);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "--tensor-split {split}: {err}");
+        err.lines()
+            .filter_map(|l| l.split_once("assigned to device ").map(|(_, d)| d))
+            .map(|d| d.split(',').next().unwrap().trim().to_string())
+            .collect()
+    };
+    let all_first = devices("1,0");
+    assert!(
+        !all_first.is_empty() && all_first.iter().all(|d| d == "RPC0"),
+        "{all_first:?}"
+    );
+    let all_second = devices("0,1");
+    assert!(all_second.iter().all(|d| d == "RPC1"), "{all_second:?}");
+    let both = devices("1,1");
+    assert!(
+        both.contains(&"RPC0".to_string()) && both.contains(&"RPC1".to_string()),
+        "{both:?}"
+    );
+    for (split, needle) in [
+        ("1,x", "not a number"),
+        ("-1,1", "≥ 0"),
+        ("0,0", "every share is 0"),
+        ("1,1,1", "3 shares for 2 offload device"),
+        ("inf,1", "finite"),
+    ] {
+        let o = run(split);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{split}: {err}");
+        assert!(
+            err.contains("--tensor-split") && err.contains(needle),
+            "{split}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{split}: {err}");
+    }
+}

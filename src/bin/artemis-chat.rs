@@ -78,6 +78,14 @@ struct Args {
     /// Layers go there with -ngl; the vision encoder stays on this machine.
     #[arg(long)]
     rpc: Option<String>,
+    /// Share of the offloaded layers per device, e.g. 3,1: the --rpc workers in order, then
+    /// local GPUs (llama.cpp's --tensor-split; default: by free memory).
+    #[arg(
+        long = "tensor-split",
+        value_name = "A,B,...",
+        allow_hyphen_values = true
+    )]
+    tensor_split: Option<String>,
     /// Most image tokens per image (default: the budget stored in the mmproj, 256 for Artemis).
     #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_max_tokens: Option<i32>,
@@ -199,6 +207,7 @@ fn batch_parallel(
     files: &[PathBuf],
     n_gpu_layers: u32,
     threads: i32,
+    tensor_split: Vec<f32>,
 ) -> Result<u8, String> {
     use artemis_gguf::engine::ImagePrep;
     use artemis_gguf::scheduler::{Event, Job, PreparedImage, Scheduler, SchedulerConfig};
@@ -231,6 +240,7 @@ fn batch_parallel(
                 verbose: args.verbose,
                 kv_f32: false,
             },
+            tensor_split,
             vision: VisionOptions {
                 use_gpu: !args.no_mmproj_offload,
                 image_min_tokens: args.image_min_tokens.unwrap_or(-1),
@@ -398,20 +408,26 @@ fn run(mut args: Args) -> Result<u8, String> {
         // the vision encoder stays local
         args.no_mmproj_offload = true;
     }
+    let tensor_split = match &args.tensor_split {
+        Some(s) => {
+            artemis_gguf::cli::parse_tensor_split(s, artemis_gguf::llama::offload_devices())?
+        }
+        None => Vec::new(),
+    };
     let threads = args
         .threads
         .unwrap_or_else(artemis_gguf::cli::default_threads) as i32;
     if args.parallel > 1 {
         let (files, batch) = image_files(&args)?;
         if batch && args.prompt.is_some() {
-            return batch_parallel(&args, &files, n_gpu_layers, threads);
+            return batch_parallel(&args, &files, n_gpu_layers, threads, tensor_split);
         }
         return Err(
             "--parallel applies to batch captioning (--batch or an image directory, with -p)"
                 .into(),
         );
     }
-    let engine = Engine::load(
+    let engine = Engine::load_split(
         &args.model,
         EngineOptions {
             n_gpu_layers,
@@ -419,6 +435,7 @@ fn run(mut args: Args) -> Result<u8, String> {
             verbose: args.verbose,
             kv_f32: false,
         },
+        &tensor_split,
     )
     .map_err(|x| x.to_string())?;
     if args.verbose {

@@ -48,6 +48,14 @@ struct Args {
     /// Layers go there with -ngl; the vision encoder stays on this machine.
     #[arg(long)]
     rpc: Option<String>,
+    /// Share of the offloaded layers per device, e.g. 3,1: the --rpc workers in order, then
+    /// local GPUs (llama.cpp's --tensor-split; default: by free memory).
+    #[arg(
+        long = "tensor-split",
+        value_name = "A,B,...",
+        allow_hyphen_values = true
+    )]
+    tensor_split: Option<String>,
     /// Require `Authorization: Bearer KEY` (also from ARTEMIS_API_KEY).
     #[arg(long = "api-key")]
     api_key: Option<String>,
@@ -91,6 +99,18 @@ fn main() -> ExitCode {
         }
         args.no_mmproj_offload = true; // the vision encoder stays local
     }
+    let tensor_split = match &args.tensor_split {
+        Some(s) => {
+            match artemis_gguf::cli::parse_tensor_split(s, artemis_gguf::llama::offload_devices()) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("artemis-serve: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => Vec::new(),
+    };
     let has_key =
         args.api_key.is_some() || std::env::var("ARTEMIS_API_KEY").is_ok_and(|k| !k.is_empty());
     if !matches!(args.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
@@ -124,6 +144,7 @@ fn main() -> ExitCode {
             verbose: args.verbose,
             kv_f32: false,
         },
+        tensor_split,
         vision: VisionOptions {
             use_gpu: !args.no_mmproj_offload,
             image_min_tokens: args.image_min_tokens.unwrap_or(-1),

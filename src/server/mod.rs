@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub parallel: usize,
     pub ctx_per_seq: u32,
     pub engine: EngineOptions,
+    /// `--tensor-split` shares; empty = llama.cpp's default.
+    pub tensor_split: Vec<f32>,
     pub vision: VisionOptions,
     pub api_key: Option<String>,
     pub alias: String,
@@ -72,6 +74,7 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
             model: cfg.model.clone(),
             mmproj: cfg.mmproj.clone(),
             engine: cfg.engine.clone(),
+            tensor_split: cfg.tensor_split.clone(),
             vision: cfg.vision.clone(),
             parallel: cfg.parallel,
             ctx_per_seq: cfg.ctx_per_seq,
