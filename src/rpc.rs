@@ -215,3 +215,36 @@ pub fn serve(endpoint: &str, threads: usize, devices: WorkerDevices) -> Result<(
         "the RPC server at {endpoint} stopped (port in use?)"
     ))
 }
+
+/// `--rpc` and `--tensor-split`, the same on every binary that loads a decoder.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RpcArgs {
+    /// llama.cpp RPC workers (artemis-rpc-server) for the decoder's layers: HOST:PORT[,HOST:PORT...].
+    /// Layers go there with -ngl; the vision encoder stays on this machine.
+    #[arg(long)]
+    pub rpc: Option<String>,
+    /// Share of the offloaded layers per device, e.g. 3,1: the --rpc workers in order, then
+    /// local GPUs (llama.cpp's --tensor-split; default: by free memory).
+    #[arg(
+        long = "tensor-split",
+        value_name = "A,B,...",
+        allow_hyphen_values = true
+    )]
+    pub tensor_split: Option<String>,
+}
+
+impl RpcArgs {
+    /// Probes and adds the `--rpc` workers, then checks `--tensor-split` against the offload
+    /// devices now present; returns the shares (empty: llama.cpp's default split).
+    pub fn attach(&self) -> Result<Vec<f32>, String> {
+        if let Some(list) = &self.rpc {
+            parse_endpoints(list)
+                .and_then(|eps| add_workers(&eps, Duration::from_secs(3)))
+                .map_err(|e| e.to_string())?;
+        }
+        match &self.tensor_split {
+            Some(s) => crate::cli::parse_tensor_split(s, crate::llama::offload_devices()),
+            None => Ok(Vec::new()),
+        }
+    }
+}

@@ -74,18 +74,8 @@ struct Args {
     /// Keep the mmproj on the CPU.
     #[arg(long = "no-mmproj-offload")]
     no_mmproj_offload: bool,
-    /// llama.cpp RPC workers (artemis-rpc-server) for the decoder's layers: HOST:PORT[,HOST:PORT...].
-    /// Layers go there with -ngl; the vision encoder stays on this machine.
-    #[arg(long)]
-    rpc: Option<String>,
-    /// Share of the offloaded layers per device, e.g. 3,1: the --rpc workers in order, then
-    /// local GPUs (llama.cpp's --tensor-split; default: by free memory).
-    #[arg(
-        long = "tensor-split",
-        value_name = "A,B,...",
-        allow_hyphen_values = true
-    )]
-    tensor_split: Option<String>,
+    #[command(flatten)]
+    rpc: artemis_gguf::rpc::RpcArgs,
     /// Most image tokens per image (default: the budget stored in the mmproj, 256 for Artemis).
     #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_max_tokens: Option<i32>,
@@ -401,19 +391,11 @@ fn run(mut args: Args) -> Result<u8, String> {
     }
     let e = |x: chat::ChatError| x.to_string();
     let n_gpu_layers = artemis_gguf::cli::parse_gpu_layers(&args.n_gpu_layers)?;
-    if let Some(list) = &args.rpc {
-        let eps = artemis_gguf::rpc::parse_endpoints(list).map_err(|x| x.to_string())?;
-        artemis_gguf::rpc::add_workers(&eps, std::time::Duration::from_secs(3))
-            .map_err(|x| x.to_string())?;
+    let tensor_split = args.rpc.attach()?;
+    if args.rpc.rpc.is_some() {
         // the vision encoder stays local
         args.no_mmproj_offload = true;
     }
-    let tensor_split = match &args.tensor_split {
-        Some(s) => {
-            artemis_gguf::cli::parse_tensor_split(s, artemis_gguf::llama::offload_devices())?
-        }
-        None => Vec::new(),
-    };
     let threads = args
         .threads
         .unwrap_or_else(artemis_gguf::cli::default_threads) as i32;

@@ -44,18 +44,8 @@ struct Args {
     /// Keep the mmproj on the CPU.
     #[arg(long = "no-mmproj-offload")]
     no_mmproj_offload: bool,
-    /// llama.cpp RPC workers (artemis-rpc-server) for the decoder's layers: HOST:PORT[,HOST:PORT...].
-    /// Layers go there with -ngl; the vision encoder stays on this machine.
-    #[arg(long)]
-    rpc: Option<String>,
-    /// Share of the offloaded layers per device, e.g. 3,1: the --rpc workers in order, then
-    /// local GPUs (llama.cpp's --tensor-split; default: by free memory).
-    #[arg(
-        long = "tensor-split",
-        value_name = "A,B,...",
-        allow_hyphen_values = true
-    )]
-    tensor_split: Option<String>,
+    #[command(flatten)]
+    rpc: artemis_gguf::rpc::RpcArgs,
     /// Require `Authorization: Bearer KEY` (also from ARTEMIS_API_KEY).
     #[arg(long = "api-key")]
     api_key: Option<String>,
@@ -90,27 +80,16 @@ fn main() -> ExitCode {
         }
     };
     let mut args = args;
-    if let Some(list) = &args.rpc {
-        let added = artemis_gguf::rpc::parse_endpoints(list)
-            .and_then(|eps| artemis_gguf::rpc::add_workers(&eps, Duration::from_secs(3)));
-        if let Err(e) = added {
+    let tensor_split = match args.rpc.attach() {
+        Ok(v) => v,
+        Err(e) => {
             eprintln!("artemis-serve: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    if args.rpc.rpc.is_some() {
         args.no_mmproj_offload = true; // the vision encoder stays local
     }
-    let tensor_split = match &args.tensor_split {
-        Some(s) => {
-            match artemis_gguf::cli::parse_tensor_split(s, artemis_gguf::llama::offload_devices()) {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("artemis-serve: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        None => Vec::new(),
-    };
     let has_key =
         args.api_key.is_some() || std::env::var("ARTEMIS_API_KEY").is_ok_and(|k| !k.is_empty());
     if !matches!(args.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
