@@ -15,7 +15,11 @@ pub const MAX_CTX: u32 = 1 << 22;
 /// `-ngl=99` and `-ngl all` work as every llama.cpp user types them (clap alone would read
 /// `-ngl` as `-n gl`). Everything after `--` is left alone.
 pub fn llama_style_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const MULTI: &[(&str, &str)] = &[("-ngl", "--n-gpu-layers"), ("-np", "--parallel")];
+    const MULTI: &[(&str, &str)] = &[
+        ("-ngl", "--n-gpu-layers"),
+        ("-np", "--parallel"),
+        ("-cram", "--cache-ram"),
+    ];
     let mut out = Vec::new();
     let mut literal = false;
     for a in args {

@@ -588,3 +588,131 @@ async fn a_follow_up_turn_reuses_the_cached_image_prefix() {
         "reused prefix = fresh evaluation"
     );
 }
+
+/// More conversations than sequences: conversation A's sequence goes to B, and when A comes back
+/// its KV state (image included) is restored from the host-memory prompt cache instead of being
+/// evaluated again; with `--cache-ram 0` it is evaluated again. Both give the same reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_that_lost_its_sequence_is_restored_from_the_prompt_cache() {
+    let (dec, mm) = converted("prompt_cache");
+    let http = reqwest::Client::new();
+    let url = data_url(&fixtures().join("images/wide_300x120.png"));
+    let a = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": QUESTION}]}], "temperature": 0, "max_tokens": 8});
+    let b = json!({"messages": [{"role": "user", "content": "Tell me a story about a fox in the snow."}], "temperature": 0, "max_tokens": 8});
+    let mut replies = Vec::new();
+    for cache in ["8192", "0"] {
+        let server = start(&dec, Some(&mm), &["--parallel", "1", "--cache-ram", cache]);
+        let ask = |body: &Value| {
+            let (http, base, body) = (http.clone(), server.base.clone(), body.clone());
+            async move {
+                let v: Value = http
+                    .post(format!("{base}/v1/chat/completions"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v
+            }
+        };
+        let first = ask(&a).await;
+        let other = ask(&b).await;
+        assert!(
+            other["choices"][0]["message"]["content"].is_string(),
+            "{other}"
+        );
+        let again = ask(&a).await;
+        let p1 = first["usage"]["prompt_tokens"].as_u64().unwrap();
+        let cached = again["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap();
+        let metrics = http
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if cache == "0" {
+            // only the template's opening is shared with B
+            assert!(
+                cached < 36,
+                "cached {cached} without a prompt cache: {again}"
+            );
+            assert!(
+                metrics.contains("artemis_prompt_cache_hits_total 0\n"),
+                "{metrics}"
+            );
+        } else {
+            assert!(
+                cached >= p1 - 4 && cached > 36,
+                "cached {cached} of a prompt of {p1}: {again}"
+            );
+            assert!(
+                metrics.contains("artemis_prompt_cache_hits_total 1\n"),
+                "{metrics}"
+            );
+        }
+        assert_eq!(
+            first["choices"][0]["message"], again["choices"][0]["message"],
+            "cache {cache}: the restored conversation answers as the first time"
+        );
+        replies.push(again["choices"][0]["message"].clone());
+    }
+    assert_eq!(replies[0], replies[1], "restored = evaluated again");
+}
+
+/// Prompts of new requests share each decode with the tokens being generated, split over several
+/// steps when they do not fit (`-b 16`): every answer equals the one the request gets alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prompts_batched_with_generation_answer_as_when_alone() {
+    let (dec, _) = converted("batched");
+    let http = reqwest::Client::new();
+    let prompts: Vec<String> = [
+        "Hi.",
+        "What is the capital of France? Answer in one word.",
+        "Tell me a story about a fox in the snow, with a river, a mill and an old miller who talks to the birds every morning.",
+        "Count: one two three four five six seven eight nine ten eleven twelve.",
+        "Why?",
+        "Describe a calm lake at sunset, with mountains behind it, in a few sentences.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ask = |base: String, p: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&json!({"messages": [{"role": "user", "content": p}], "temperature": 0, "max_tokens": 10, "ignore_eos": true}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["usage"]["completion_tokens"], 10, "{v}");
+            v["choices"][0]["message"].clone()
+        }
+    };
+    let alone = start(&dec, None, &["--parallel", "1"]);
+    let mut expected = Vec::new();
+    for p in &prompts {
+        expected.push(ask(alone.base.clone(), p.clone()).await);
+    }
+    let shared = start(&dec, None, &["--parallel", "4", "-b", "16", "-c", "256"]);
+    let tasks: Vec<_> = prompts
+        .iter()
+        .map(|p| tokio::spawn(ask(shared.base.clone(), p.clone())))
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, expected[i], "prompt {i}: {:?}", prompts[i]);
+    }
+}

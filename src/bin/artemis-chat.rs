@@ -240,6 +240,9 @@ fn batch_parallel(
             parallel: args.parallel as usize,
             ctx_per_seq: ctx_per_seq.unwrap_or(256 + 512 + max_tokens.unwrap_or(256) as u32),
             queue_limit: files.len().max(1),
+            // captions are independent: nothing to come back to
+            cache_ram: 0,
+            batch_size: 2048,
         },
         metrics,
     );

@@ -61,6 +61,14 @@ struct Args {
     /// Requests that may wait for a free sequence; more get 503.
     #[arg(long = "queue-limit", default_value_t = 64)]
     queue_limit: usize,
+    /// Most tokens per decode: the prompt tokens of new requests share each step with the tokens
+    /// being generated up to this many (llama-server's -b).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    batch_size: u32,
+    /// MiB of KV state kept in host memory for conversations whose sequence was given to another
+    /// (llama-server's prompt cache; -1: no limit, 0: off).
+    #[arg(long = "cache-ram", visible_alias = "cram", default_value_t = 8192, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=1 << 30))]
+    cache_ram: i64,
     /// Most image tokens per image (default: the mmproj's budget).
     #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_max_tokens: Option<i32>,
@@ -139,6 +147,11 @@ fn main() -> ExitCode {
         timeout: Duration::from_secs(args.timeout.max(1)),
         body_limit: args.body_limit,
         queue_limit: args.queue_limit,
+        batch_size: args.batch_size,
+        cache_ram: match args.cache_ram {
+            -1 => usize::MAX,
+            mib => (mib as usize).saturating_mul(1 << 20),
+        },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub completion_tokens: AtomicU64,
     /// Image encoding time, microseconds.
     pub image_encode_ms: AtomicU64,
+    /// Requests whose prompt was restored from the host-memory prompt cache.
+    pub prompt_cache_hits: AtomicU64,
+    /// Bytes of KV state the prompt cache holds.
+    pub prompt_cache_bytes: AtomicUsize,
     requests: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -76,6 +80,20 @@ impl Metrics {
             "counter",
             "Time spent encoding images.",
             self.image_encode_ms.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        g(
+            &mut s,
+            "artemis_prompt_cache_hits_total",
+            "counter",
+            "Requests whose prompt was restored from the host-memory prompt cache.",
+            self.prompt_cache_hits.load(Ordering::Relaxed) as f64,
+        );
+        g(
+            &mut s,
+            "artemis_prompt_cache_bytes",
+            "gauge",
+            "KV state kept in the host-memory prompt cache.",
+            self.prompt_cache_bytes.load(Ordering::Relaxed) as f64,
         );
         s
     }

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub timeout: Duration,
     pub body_limit: usize,
     pub queue_limit: usize,
+    /// Bytes of KV state the host-memory prompt cache may keep (0: none).
+    pub cache_ram: usize,
+    /// Most tokens per decode (`-b`).
+    pub batch_size: u32,
 }
 
 struct AppState {
@@ -79,6 +83,8 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
             parallel: cfg.parallel,
             ctx_per_seq: cfg.ctx_per_seq,
             queue_limit: cfg.queue_limit,
+            cache_ram: cfg.cache_ram,
+            batch_size: cfg.batch_size,
         },
         metrics.clone(),
     );

@@ -1,14 +1,22 @@
 //! The engine thread: it alone owns the llama.cpp context and mtmd (neither is thread-safe) and
-//! runs up to `parallel` sequences at once. Each step feeds the prompt of newly admitted requests
-//! (text and image chunks) and then decodes one token for every generating sequence in a single
-//! batch (continuous batching). Requests wait in a bounded queue; a request whose receiver is gone
-//! (the client disconnected) is cancelled and its sequence freed at the next step.
+//! runs up to `parallel` sequences at once. Each step builds one batch: one token for every
+//! generating sequence, then as many prompt tokens of newly admitted sequences as the batch holds
+//! (continuous batching, as llama-server does: a new request's text joins the step instead of
+//! costing a decode of its own). Image chunks are encoded and evaluated when their request is
+//! admitted. Requests wait in a bounded queue; a request whose receiver is gone (the client
+//! disconnected) is cancelled and its sequence freed at the next step.
 //!
 //! A sequence remembers what its KV cache holds; a new request whose prompt starts with that
 //! content (the usual multi-turn pattern: history and the same image resent) keeps the common
 //! prefix and evaluates only the rest. Images are compared by a hash of their prepared pixels.
+//! When a sequence is given to another conversation, what it held goes to the host-memory
+//! prompt cache ([`prompt_cache`]) first, so a conversation that comes back later is restored,
+//! not re-evaluated.
+
+mod prompt_cache;
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -26,6 +34,7 @@ use crate::engine::{
     VisionOptions,
 };
 use crate::server::metrics::Metrics;
+use prompt_cache::PromptCache;
 
 /// An image already prepared as the family's processor does (RGB, final size).
 #[derive(Clone)]
@@ -49,6 +58,9 @@ impl PreparedImage {
         }
     }
 }
+
+/// A sequence shorter than this is not worth a prompt-cache entry.
+const MIN_CACHED_POSITIONS: i32 = 16;
 
 /// One generation request.
 pub struct Job {
@@ -121,6 +133,10 @@ pub struct SchedulerConfig {
     /// Context cells per sequence.
     pub ctx_per_seq: u32,
     pub queue_limit: usize,
+    /// Bytes of KV state the prompt cache may keep in host memory (0: none).
+    pub cache_ram: usize,
+    /// Most tokens per decode (prompt tokens beyond it wait for the next step).
+    pub batch_size: u32,
 }
 
 /// The handle request handlers use.
@@ -172,7 +188,7 @@ impl Scheduler {
 
 /// One unit of what a sequence's KV cache holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Unit {
+pub(crate) enum Unit {
     Token(i32),
     /// An image chunk: its pixels' hash and the positions it occupies.
     Image {
@@ -191,6 +207,12 @@ struct Active {
     pending: i32,
     completion_tokens: usize,
     prompt_tokens: usize,
+    cached_tokens: usize,
+    /// `Event::Started` was sent.
+    announced: bool,
+    /// Prompt tokens not evaluated yet; they join the next steps' batches. The sequence
+    /// generates once this is empty.
+    prefill: VecDeque<i32>,
 }
 
 struct Slot {
@@ -198,6 +220,22 @@ struct Slot {
     n_past: i32,
     history: Vec<Unit>,
     active: Option<Active>,
+    /// When the slot was last given a request (0: never).
+    last_used: u64,
+}
+
+impl Unit {
+    fn positions(&self) -> i32 {
+        match self {
+            Unit::Token(_) => 1,
+            Unit::Image { n_pos, .. } => *n_pos,
+        }
+    }
+}
+
+/// How many units two histories share from the start.
+pub(crate) fn common_prefix(a: &[Unit], b: &[Unit]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 fn engine_thread(
@@ -225,7 +263,8 @@ fn engine_thread(
     };
     let parallel = cfg.parallel.max(1);
     let n_ctx = cfg.ctx_per_seq.saturating_mul(parallel as u32);
-    let mut ctx = match engine.context(n_ctx, parallel as u32) {
+    let n_batch = cfg.batch_size.max(parallel as u32);
+    let mut ctx = match engine.context_batched(n_ctx, parallel as u32, n_batch) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
@@ -251,14 +290,18 @@ fn engine_thread(
             n_past: 0,
             history: Vec::new(),
             active: None,
+            last_used: 0,
         })
         .collect();
+    let mut cache = PromptCache::new(cfg.cache_ram);
+    let mut clock = 0u64;
+    let n_batch = (ctx.n_batch() as usize).max(parallel);
+    let mut batch = LlamaBatch::new(n_batch, 1);
 
     loop {
         // Admit: block only when nothing is running.
-        let running = slots.iter().any(|s| s.active.is_some());
         while slots.iter().any(|s| s.active.is_none()) {
-            let job = if running || slots.iter().any(|s| s.active.is_some()) {
+            let job = if slots.iter().any(|s| s.active.is_some()) {
                 match rx.try_recv() {
                     Ok(j) => j,
                     Err(_) => break,
@@ -273,38 +316,42 @@ fn engine_thread(
             if job.events.is_closed() {
                 continue;
             }
+            clock += 1;
             start_job(
                 &engine,
                 &mut ctx,
                 vision.as_mut(),
                 &mut slots,
+                &mut cache,
+                clock,
                 job,
                 cfg.ctx_per_seq,
                 n_vocab,
                 &metrics,
             );
         }
-        // One token for every generating sequence.
-        let gen: Vec<usize> = (0..slots.len())
-            .filter(|&i| slots[i].active.is_some())
-            .collect();
-        if gen.is_empty() {
-            continue;
-        }
-        let mut batch = LlamaBatch::new(gen.len(), 1);
-        let mut order = Vec::new();
-        for &i in &gen {
-            let s = &mut slots[i];
-            let a = s.active.as_mut().expect("active");
+        metrics
+            .prompt_cache_bytes
+            .store(cache.bytes(), Ordering::Relaxed);
+        // One token for every generating sequence, then prompt tokens while the batch has room.
+        batch.clear();
+        let mut outputs: Vec<(usize, i32)> = Vec::new();
+        let mut fed: Vec<usize> = Vec::new();
+        for (i, s) in slots.iter_mut().enumerate() {
+            let Some(a) = s.active.as_mut() else { continue };
             if a.job.events.is_closed() {
                 // the client went away: free the sequence
                 finish(s, None, &metrics);
+                continue;
+            }
+            if !a.prefill.is_empty() {
                 continue;
             }
             if s.n_past as u32 >= cfg.ctx_per_seq {
                 finish(s, Some(FinishReason::Length), &metrics);
                 continue;
             }
+            let idx = batch.n_tokens();
             if batch
                 .add(LlamaToken(a.pending), s.n_past, &[s.seq], true)
                 .is_err()
@@ -314,13 +361,38 @@ fn engine_thread(
             }
             s.history.push(Unit::Token(a.pending));
             s.n_past += 1;
-            order.push(i);
+            outputs.push((i, idx));
+            fed.push(i);
         }
-        if order.is_empty() {
+        for (i, s) in slots.iter_mut().enumerate() {
+            let room = n_batch.saturating_sub(batch.n_tokens() as usize);
+            if room == 0 {
+                break;
+            }
+            let Some(a) = s.active.as_mut() else { continue };
+            if a.prefill.is_empty() {
+                continue;
+            }
+            for _ in 0..room.min(a.prefill.len()) {
+                let t = a.prefill.pop_front().expect("prompt token");
+                let last = a.prefill.is_empty();
+                let idx = batch.n_tokens();
+                if batch.add(LlamaToken(t), s.n_past, &[s.seq], last).is_err() {
+                    break; // cannot happen: room was counted
+                }
+                s.history.push(Unit::Token(t));
+                s.n_past += 1;
+                if last {
+                    outputs.push((i, idx));
+                }
+            }
+            fed.push(i);
+        }
+        if batch.n_tokens() == 0 {
             continue;
         }
         if let Err(e) = ctx.decode(&mut batch) {
-            for &i in &order {
+            for &i in &fed {
                 finish_failed(
                     &mut slots[i],
                     &format!("llama_decode failed: {e}"),
@@ -333,13 +405,28 @@ fn engine_thread(
             slots.iter().filter(|s| s.active.is_some()).count(),
             Ordering::SeqCst,
         );
-        for (bi, &i) in order.iter().enumerate() {
+        for &(i, idx) in &outputs {
             let s = &mut slots[i];
             let a = s.active.as_mut().expect("active");
-            let token = a.picker.pick(&ctx, bi as i32);
+            if !a.announced {
+                a.announced = true;
+                announce(a, &metrics);
+            }
+            let token = a.picker.pick(&ctx, idx);
             advance(s, token, &vocab, &metrics);
         }
     }
+}
+
+/// The prompt is in the cache: tell the client (and the counters) before the first token.
+fn announce(a: &Active, metrics: &Metrics) {
+    metrics
+        .prompt_tokens
+        .fetch_add(a.prompt_tokens as u64, Ordering::Relaxed);
+    let _ = a.job.events.send(Event::Started {
+        prompt_tokens: a.prompt_tokens,
+        cached_tokens: a.cached_tokens,
+    });
 }
 
 /// Handles a sampled token: end of generation, limits, stop strings, or text to send.
@@ -441,6 +528,8 @@ fn start_job(
     ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
     vision: Option<&mut Vision>,
     slots: &mut [Slot],
+    cache: &mut PromptCache,
+    clock: u64,
     job: Job,
     ctx_per_seq: u32,
     n_vocab: i32,
@@ -520,30 +609,50 @@ fn start_job(
     if positions + 1 > ctx_per_seq as i64 {
         return fail(&job, format!("the prompt needs {positions} positions (text and image tokens) but a sequence's context holds {ctx_per_seq}"), true);
     }
-    // the free slot with the longest cached prefix (keep at least one unit to evaluate)
-    let common = |h: &[Unit]| {
-        h.iter()
-            .zip(&units)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(units.len().saturating_sub(1))
-    };
-    let Some(si) = (0..slots.len())
+    // Keep at least one unit to evaluate: its logits give the first token.
+    let cap = units.len().saturating_sub(1);
+    let free: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].active.is_none())
-        .max_by_key(|&i| common(&slots[i].history))
-    else {
+        .collect();
+    // the free slot with the longest cached prefix; among equals the least recently used
+    let Some(&best) = free.iter().max_by_key(|&&i| {
+        (
+            common_prefix(&slots[i].history, &units).min(cap),
+            std::cmp::Reverse(slots[i].last_used),
+        )
+    }) else {
         return fail(&job, "no free sequence".into(), false);
     };
+    let in_slot = common_prefix(&slots[best].history, &units).min(cap);
+    let from_cache = cache.best(&units, cap).filter(|&(_, n)| n > in_slot);
+    // a restore goes to the free slot that is least worth keeping (empty, else least recent)
+    let si = match from_cache {
+        Some(_) => *free
+            .iter()
+            .min_by_key(|&&i| (!slots[i].history.is_empty(), slots[i].last_used))
+            .expect("a free slot"),
+        None => best,
+    };
     let slot = &mut slots[si];
-    let mut keep = common(&slot.history);
-    // an image chunk is evaluated whole: never keep part of the units after one
-    let keep_pos: i32 = slot.history[..keep]
-        .iter()
-        .map(|u| match u {
-            Unit::Token(_) => 1,
-            Unit::Image { n_pos, .. } => *n_pos,
-        })
-        .sum();
+    slot.last_used = clock;
+    // What the slot holds goes to the prompt cache if most of it is about to be lost
+    // (llama-server's rule: less than half kept).
+    let kept_here = if from_cache.is_some() { 0 } else { in_slot };
+    if slot.n_past >= MIN_CACHED_POSITIONS && kept_here * 2 < slot.history.len() {
+        cache.save(ctx, slot.seq, &slot.history, slot.n_past);
+    }
+    if let Some((ei, _)) = from_cache {
+        let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+        slot.history.clear();
+        slot.n_past = 0;
+        if let Some(r) = cache.restore(ctx, ei, slot.seq) {
+            slot.history = r.units;
+            slot.n_past = r.n_past;
+            metrics.prompt_cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let mut keep = common_prefix(&slot.history, &units).min(cap);
+    let keep_pos: i32 = slot.history[..keep].iter().map(Unit::positions).sum();
     if ctx
         .clear_kv_cache_seq(Some(slot.seq as u32), Some(keep_pos as u32), None)
         .is_err()
@@ -554,48 +663,59 @@ fn start_job(
     let keep_pos = if keep == 0 { 0 } else { keep_pos };
     slot.history.truncate(keep);
     slot.n_past = keep_pos;
-    let started = std::time::Instant::now();
-    let result = match (vision, chunks) {
-        (Some(v), Some(chunks)) => {
-            // evaluate only the chunks after the kept prefix: rebuild from the units' boundary
-            eval_remaining(ctx, v, &chunks, &units, keep, slot.n_past, slot.seq)
-        }
-        _ => eval_tokens(ctx, &units[keep..], slot.n_past, slot.seq),
-    };
-    match result {
-        Ok((n_past, encode_ms)) => {
-            slot.n_past = n_past;
-            slot.history = units.clone();
-            metrics
-                .image_encode_ms
-                .fetch_add((encode_ms * 1000.0) as u64, Ordering::Relaxed);
-            metrics
-                .prompt_tokens
-                .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
-        }
-        Err(e) => {
-            slot.history.clear();
-            let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
-            return fail(&job, e, false);
-        }
-    }
-    let _ = job.events.send(Event::Started {
-        prompt_tokens,
-        cached_tokens: keep_pos as usize,
-    });
-    let _ = started;
-    let mut picker = job.sampling.picker(n_vocab);
-    let token = picker.pick(ctx, -1);
-    slot.active = Some(Active {
+    let mut active = Active {
+        picker: job.sampling.picker(n_vocab),
         job,
-        picker,
         utf8: Utf8Stream::default(),
         text: String::new(),
         sent: 0,
         pending: 0,
         completion_tokens: 0,
         prompt_tokens,
-    });
+        cached_tokens: keep_pos as usize,
+        announced: false,
+        prefill: VecDeque::new(),
+    };
+    let rest = &units[keep..];
+    if rest.iter().all(|u| matches!(u, Unit::Token(_))) {
+        // text only: the tokens join the next batches
+        active.prefill = rest
+            .iter()
+            .map(|u| match u {
+                Unit::Token(t) => *t,
+                Unit::Image { .. } => unreachable!("checked above"),
+            })
+            .collect();
+        slot.active = Some(active);
+        return;
+    }
+    // images to encode: evaluate the rest now, chunk by chunk
+    let (Some(v), Some(chunks)) = (vision, chunks) else {
+        return fail(
+            &active.job,
+            "image chunk without a vision encoder".into(),
+            false,
+        );
+    };
+    match eval_remaining(ctx, v, &chunks, &units, keep, slot.n_past, slot.seq) {
+        Ok((n_past, encode_ms)) => {
+            slot.n_past = n_past;
+            slot.history = units;
+            metrics
+                .image_encode_ms
+                .fetch_add((encode_ms * 1000.0) as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            slot.history.clear();
+            slot.n_past = 0;
+            let _ = ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+            return fail(&active.job, e, false);
+        }
+    }
+    active.announced = true;
+    announce(&active, metrics);
+    let token = active.picker.pick(ctx, -1);
+    slot.active = Some(active);
     let vocab = engine.model.vocab();
     advance(slot, token, &vocab, metrics);
 }
@@ -647,15 +767,6 @@ fn eval_remaining(
         }
     }
     Ok((n_past, encode_ms))
-}
-
-fn eval_tokens(
-    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
-    units: &[Unit],
-    n_past: i32,
-    seq: i32,
-) -> Result<(i32, f64), String> {
-    eval_tokens_logits(ctx, units, n_past, seq, true)
 }
 
 fn eval_tokens_logits(
