@@ -716,3 +716,154 @@ async fn prompts_batched_with_generation_answer_as_when_alone() {
         assert_eq!(got, expected[i], "prompt {i}: {:?}", prompts[i]);
     }
 }
+
+/// A loopback image host for the URL tests: a PNG, the same behind a redirect, a redirect loop,
+/// an oversized body (declared and streamed without a length), a slow answer, a 404 and text.
+async fn image_host(png: Vec<u8>) -> String {
+    use axum::body::Body;
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::get;
+    let png = std::sync::Arc::new(png);
+    let p1 = png.clone();
+    let app = axum::Router::new()
+        .route("/img.png", get(move || async move { p1.to_vec() }))
+        .route("/moved", get(|| async { Redirect::temporary("/img.png") }))
+        .route("/loop", get(|| async { Redirect::temporary("/loop") }))
+        .route("/big.png", get(|| async { vec![0u8; 300_000] }))
+        .route(
+            "/stream.png",
+            get(|| async {
+                let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![0u8; 10_000]));
+                Body::from_stream(tokio_stream::iter(chunks))
+            }),
+        )
+        .route(
+            "/slow.png",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                "late"
+            }),
+        )
+        .route("/text.png", get(|| async { "not an image" }))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "no").into_response() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// `--allow-image-urls`: an image fetched from a URL (directly or through a redirect) gives the
+/// answer the same image gives as a data: URL; every fetch that breaks a limit or fails is a 400
+/// naming the field and the cause, and the server keeps serving. Without the flag URLs are a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_urls_are_fetched_only_when_allowed_and_within_limits() {
+    let (dec, mm) = converted("urls");
+    let png_path = fixtures().join("images/wide_300x120.png");
+    let host = image_host(std::fs::read(&png_path).unwrap()).await;
+    let http = reqwest::Client::new();
+    let body = |url: &str| json!({"messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}], "temperature": 0, "max_tokens": 6});
+    let post = |base: String, b: Value| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let closed = start(&dec, Some(&mm), &[]);
+    let (status, v) = post(closed.base.clone(), body(&format!("{host}/img.png"))).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("unsupported_image_url")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-image-urls"),
+        "{v}"
+    );
+
+    let server = start(
+        &dec,
+        Some(&mm),
+        &[
+            "--allow-image-urls",
+            "--image-url-max-bytes",
+            "100000",
+            "--image-url-timeout",
+            "2",
+        ],
+    );
+    let (status, inline) = post(server.base.clone(), body(&data_url(&png_path))).await;
+    assert_eq!(status, 200, "{inline}");
+    for path in ["/img.png", "/moved"] {
+        let (status, v) = post(server.base.clone(), body(&format!("{host}{path}"))).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        assert_eq!(
+            v["choices"][0]["message"], inline["choices"][0]["message"],
+            "{path}"
+        );
+        assert_eq!(
+            v["usage"]["prompt_tokens"], inline["usage"]["prompt_tokens"],
+            "{path}"
+        );
+    }
+    let refused: [(&str, &str, &str); 7] = [
+        ("/loop", "image_url_fetch_failed", "redirect"),
+        ("/big.png", "image_too_large", "100000"),
+        ("/stream.png", "image_too_large", "100000"),
+        ("/slow.png", "image_url_fetch_failed", "longer than 2 s"),
+        ("/missing.png", "image_url_fetch_failed", "404"),
+        ("/text.png", "invalid_image", ""),
+        ("file:///etc/passwd", "unsupported_image_url", "file"),
+    ];
+    for (path, code, needle) in refused {
+        let url = if path.starts_with('/') {
+            format!("{host}{path}")
+        } else {
+            path.to_string()
+        };
+        let t0 = Instant::now();
+        let (status, v) = post(server.base.clone(), body(&url)).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_eq!(v["error"]["code"], code, "{path}: {v}");
+        assert_eq!(v["error"]["param"], "messages[0].content[1]", "{path}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{path}: {message}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(6),
+            "{path} took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            get_status(&server.base, "/health"),
+            Some(200),
+            "after {path}"
+        );
+    }
+    // an unreachable host is a 400 too
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (status, v) = post(
+        server.base.clone(),
+        body(&format!("http://127.0.0.1:{port}/x.png")),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("image_url_fetch_failed")),
+        "{v}"
+    );
+    let (status, _) = post(server.base.clone(), body(&format!("{host}/img.png"))).await;
+    assert_eq!(status, 200, "still serving");
+}

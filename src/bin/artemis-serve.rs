@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use artemis_gguf::engine::{EngineOptions, VisionOptions};
-use artemis_gguf::server::{serve, ServerConfig};
+use artemis_gguf::server::{serve, ImageUrlLimits, ServerConfig};
 
 /// Serve a decoder GGUF (and its mmproj) over an OpenAI-compatible HTTP API.
 #[derive(Parser)]
@@ -69,6 +69,16 @@ struct Args {
     /// (llama-server's prompt cache; -1: no limit, 0: off).
     #[arg(long = "cache-ram", visible_alias = "cram", default_value_t = 8192, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=1 << 30))]
     cache_ram: i64,
+    /// Fetch images given as http(s) URLs (off: only data: URLs). The server then reaches any
+    /// host it can reach, on the client's behalf.
+    #[arg(long = "allow-image-urls")]
+    allow_image_urls: bool,
+    /// Seconds one image URL fetch may take (connect, redirects, body).
+    #[arg(long = "image-url-timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    image_url_timeout: u64,
+    /// Largest image fetched from a URL, in bytes.
+    #[arg(long = "image-url-max-bytes", default_value_t = 20 << 20, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    image_url_max_bytes: u64,
     /// Most image tokens per image (default: the mmproj's budget).
     #[arg(long = "image-max-tokens", value_parser = clap::value_parser!(i32).range(1..=65536))]
     image_max_tokens: Option<i32>,
@@ -148,6 +158,10 @@ fn main() -> ExitCode {
         body_limit: args.body_limit,
         queue_limit: args.queue_limit,
         batch_size: args.batch_size,
+        image_urls: args.allow_image_urls.then(|| ImageUrlLimits {
+            timeout: Duration::from_secs(args.image_url_timeout),
+            max_bytes: args.image_url_max_bytes as usize,
+        }),
         cache_ram: match args.cache_ram {
             -1 => usize::MAX,
             mib => (mib as usize).saturating_mul(1 << 20),

@@ -4,6 +4,7 @@
 //! official preprocessing, with the pixel budget checked from the header) and render the chat
 //! template; one engine thread ([`scheduler`]) runs the model with `--parallel` sequences.
 
+pub mod image_url;
 pub mod metrics;
 pub mod openai;
 
@@ -30,6 +31,7 @@ use crate::engine::{EngineOptions, ImagePrep, VisionOptions};
 use crate::scheduler::{
     Event, Job, ModelInfo, PreparedImage, Scheduler, SchedulerConfig, SubmitError,
 };
+use image_url::{ImageSource, UrlFetcher};
 use metrics::Metrics;
 use openai::{ApiError, Request, ThinkSplitter};
 
@@ -54,6 +56,8 @@ pub struct ServerConfig {
     pub cache_ram: usize,
     /// Most tokens per decode (`-b`).
     pub batch_size: u32,
+    /// `--allow-image-urls` with its limits; None: `http(s)` image URLs are refused.
+    pub image_urls: Option<ImageUrlLimits>,
 }
 
 struct AppState {
@@ -64,6 +68,8 @@ struct AppState {
     api_key: Option<String>,
     alias: String,
     timeout: Duration,
+    /// `--allow-image-urls`: None refuses `http(s)` image URLs.
+    fetcher: Option<UrlFetcher>,
 }
 
 type Shared = Arc<AppState>;
@@ -71,6 +77,10 @@ type Shared = Arc<AppState>;
 /// Binds, starts loading the model, and serves until ctrl-c. `on_bound` gets the bound address
 /// (port 0 picks a free one).
 pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
+    let fetcher = match &cfg.image_urls {
+        Some(l) => Some(UrlFetcher::new(l.timeout, l.max_bytes)?),
+        None => None,
+    };
     let template = ChatTemplate::from_gguf(&cfg.model).ok();
     let metrics = Arc::new(Metrics::default());
     let (scheduler, ready) = Scheduler::start(
@@ -96,6 +106,7 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
         api_key: cfg.api_key.clone(),
         alias: cfg.alias.clone(),
         timeout: cfg.timeout,
+        fetcher,
     });
     let app = Router::new()
         .route("/health", get(health))
@@ -275,6 +286,41 @@ async fn completions(
     respond(&st, r)
 }
 
+/// Limits on fetching `http(s)` image URLs.
+#[derive(Debug, Clone)]
+pub struct ImageUrlLimits {
+    /// For the whole fetch of one image (connect, redirects, body).
+    pub timeout: Duration,
+    pub max_bytes: usize,
+}
+
+/// The bytes of each image: inline ones as they are, URLs fetched (or refused).
+async fn image_bytes(
+    st: &AppState,
+    images: Vec<(String, ImageSource)>,
+) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let mut out = Vec::with_capacity(images.len());
+    for (param, src) in images {
+        let bytes = match src {
+            ImageSource::Inline(b) => b,
+            ImageSource::Url(url) => match &st.fetcher {
+                Some(f) => f.fetch(&url, &param).await?,
+                None => {
+                    return Err(ApiError {
+                        code: "unsupported_image_url",
+                        ..ApiError::invalid(
+                            &param,
+                            "this server does not fetch image URLs (start it with --allow-image-urls); send the image as a data: URL",
+                        )
+                    })
+                }
+            },
+        };
+        out.push((param, bytes));
+    }
+    Ok(out)
+}
+
 /// Decodes and prepares a request's images on a blocking thread (the family's processor).
 fn prepare_images(
     images: Vec<(String, Vec<u8>)>,
@@ -365,7 +411,8 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
         ));
     }
     let prep = info.prep.clone();
-    let images = tokio::task::spawn_blocking(move || prepare_images(req.images, prep))
+    let images = image_bytes(st, req.images).await?;
+    let images = tokio::task::spawn_blocking(move || prepare_images(images, prep))
         .await
         .map_err(|e| {
             ApiError::new(

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use crate::chat::{Message, Part};
 use crate::engine::Sampling;
 
+use super::image_url::ImageSource;
+
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, `code` a string.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -56,8 +58,8 @@ pub struct Request {
     pub messages: Vec<Message>,
     /// Raw text prompt (`/v1/completions`).
     pub prompt: Option<String>,
-    /// Image sources in prompt order (`data:` URLs), with the JSON path for errors.
-    pub images: Vec<(String, Vec<u8>)>,
+    /// Image sources in prompt order, with the JSON path for errors.
+    pub images: Vec<(String, ImageSource)>,
     pub stream: bool,
     pub include_usage: bool,
     pub max_tokens: Option<usize>,
@@ -177,12 +179,13 @@ fn common(v: &Value) -> Result<(Sampling, Option<usize>, Vec<String>, bool, bool
     Ok((s, max_tokens, stop, stream, include_usage))
 }
 
-/// Decodes a `data:image/...;base64,` URL; other schemes are refused.
-fn image_bytes(url: &str, param: &str) -> Result<Vec<u8>, ApiError> {
+/// Decodes a `data:image/...;base64,` URL; `http(s)` URLs are kept for the fetcher (which
+/// refuses them unless the server allows it); other schemes are refused.
+fn image_source(url: &str, param: &str) -> Result<ImageSource, ApiError> {
     let Some(rest) = url.strip_prefix("data:") else {
-        let scheme = url.split(':').next().unwrap_or("");
-        let message = match scheme {
-            "http" | "https" => "image URLs are not fetched by this server (start it with --allow-image-urls is not supported yet); send the image as a data: URL",
+        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let message = match scheme.as_str() {
+            "http" | "https" => return Ok(ImageSource::Url(url.to_string())),
             "file" => "file: URLs are never read",
             _ => "image_url must be a data:image/...;base64, URL",
         };
@@ -202,6 +205,7 @@ fn image_bytes(url: &str, param: &str) -> Result<Vec<u8>, ApiError> {
     }
     base64::engine::general_purpose::STANDARD
         .decode(data.trim())
+        .map(ImageSource::Inline)
         .map_err(|e| ApiError {
             code: "invalid_base64",
             ..ApiError::invalid(param, format!("the image is not valid base64: {e}"))
@@ -273,7 +277,7 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
                                     return Err(ApiError::invalid(&param, "image_url needs a url"))
                                 }
                             };
-                            images.push((param.clone(), image_bytes(url, &param)?));
+                            images.push((param.clone(), image_source(url, &param)?));
                             parts.push(Part::Image);
                         }
                         Some("input_audio") => {
