@@ -19,7 +19,7 @@ if want quantize || want pipeline || [ -z "${DEC:-}" ]; then
   [ -d "$ckpt" ] || tools/.venv/bin/python tools/make_bench_checkpoint.py "$ckpt"
 fi
 # Same CPU flags as the sys crate's default build (AVX2/FMA/F16C, no -march=native).
-want chat && mtmd_cli=$(NATIVE=OFF tools/build-llama-tools.sh /tmp/artemis-llama-tools-nn)
+{ want chat || want text; } && mtmd_cli=$(NATIVE=OFF tools/build-llama-tools.sh /tmp/artemis-llama-tools-nn)
 want quantize && llama_quantize=$(tools/build-llama-quantize.sh)
 mkdir -p "$work"
 T() { /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@"; }   # wall seconds, peak RSS KiB
@@ -61,7 +61,7 @@ echo
 
 fi
 
-if want pipeline || { want chat && [ -z "${DEC:-}" ]; }; then
+if want pipeline || { { want chat || want text; } && [ -z "${DEC:-}" ]; }; then
 echo "## safetensors → Q4_K_M decoder + Q8_0 mmproj: one command vs convert then quantize"
 echo "| route | wall s | peak disk MiB |"
 echo "|---|---|---|"
@@ -89,12 +89,17 @@ fi
 if want chat; then
 dec=${DEC:-$work/one/bench-q4_k_m.gguf}; mm=${MM:-$work/one/mmproj-bench-q8_0.gguf}
 rounds=${ROUNDS:-5}; n=${N_PREDICT:-128}
-echo "## greedy $n tokens with a 512×512 image (256 image tokens), $(basename "$dec") + $(basename "$mm"), $threads threads, $rounds rounds"
+# CTX=N gives both tools the same context size. Without it each keeps its default: ours sizes the
+# context to the request, llama-mtmd-cli takes the model's training context (1,024,000 cells for
+# A3: an 8000 MiB KV buffer it clears, so the run after it starts on a system that just touched
+# 9 GiB).
+ctx_args=${CTX:+-c $CTX}
+echo "## greedy $n tokens with a 512×512 image (256 image tokens), $(basename "$dec") + $(basename "$mm"), $threads threads, $rounds rounds, context ${CTX:-default per tool}"
 echo "| round | tool | image encode ms | prompt tok/s | generated | gen tok/s (decode only) | gen tok/s (wall, whole loop) |"
 echo "|---|---|---|---|---|---|---|"
 : > "$work/rounds.txt"
 run_ours() {
-  $bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" --json \
+  $bin/artemis-chat "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" $ctx_args --json \
     | python3 -c 'import json,sys
 j = json.load(sys.stdin)
 print("%.1f %.2f %d %.3f %.3f" % (j["encode_ms"], j["prompt_tok_per_s"], j["generated_tokens"], j["decode_tok_per_s"], j["tok_per_s"]))'
@@ -103,7 +108,7 @@ run_theirs() {
   # --perf -lv 4: this llama.cpp prints its timings only with perf on and info-level logs.
   # Its "prompt eval time" runs from the first prompt decode to the last, so it includes the
   # image encode that happens in between; prefill is that minus the encode.
-  { "$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" \
+  { "$mtmd_cli" -m "$dec" --mmproj "$mm" --image "$work/photo.png" -p "Describe this image." -n "$n" --temp 0 -t "$threads" $ctx_args \
       --image-min-tokens 1 --image-max-tokens 256 --ignore-eos --perf -lv 4 2>&1 >/dev/null || true; } | python3 -c 'import re,sys
 t = sys.stdin.read()
 enc = sum(int(x) for x in re.findall(r"(?:encoding done in|encoded in) (\d+) ms", t))
@@ -137,5 +142,53 @@ line("generation tok/s, decode only on both sides", [r[2] / r[6] for r in rows i
 line("generation tok/s, ours wall-clock vs their decode only", [r[3] / r[6] for r in rows if r[6]])
 line("prompt tok/s", [r[1] / r[5] for r in rows if r[5]])
 line("image encode speed (their ms / our ms)", [r[4] / r[0] for r in rows if r[0]])
+PY
+fi
+
+# --- text: the interactive (one token at a time) loop, no image --------------------------------
+# Both tools in their interactive mode, fed one line on stdin, the same context (CTX, default
+# 4096), the mmproj loaded on both sides (llama-mtmd-cli requires it) but no image.
+if want text; then
+dec=${DEC:-$work/one/bench-q4_k_m.gguf}; mm=${MM:-$work/one/mmproj-bench-q8_0.gguf}
+rounds=${ROUNDS:-5}; n=${N_PREDICT:-128}; tctx=${CTX:-4096}
+line="Describe a calm lake at sunset, with mountains behind it, in a few sentences."
+echo "## interactive text chat, $n tokens, no image, $(basename "$dec"), $threads threads, context $tctx, $rounds rounds"
+echo "| round | artemis-chat prompt tok/s | artemis-chat gen tok/s (decode only) | llama-mtmd-cli prompt tok/s | llama-mtmd-cli gen tok/s |"
+echo "|---|---|---|---|---|"
+: > "$work/rounds-text.txt"
+text_ours() {
+  printf '%s\n/exit\n' "$line" | $bin/artemis-chat "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" 2>&1 >/dev/null \
+    | python3 -c 'import re,sys
+t = sys.stdin.read()
+m = re.search(r"prompt \d+ tokens, ([\d.]+) tok/s \| generated (\d+) tokens, [\d.]+ tok/s \(([\d.]+) decode only\)", t)
+print(m.group(1), m.group(3)) if m else print(0, 0)'
+}
+text_theirs() {
+  { printf '%s\n/quit\n' "$line" | "$mtmd_cli" -m "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" --ignore-eos --perf -lv 4 2>&1 >/dev/null || true; } \
+    | python3 -c 'import re,sys
+t = sys.stdin.read()
+p = re.search(r"prompt eval time = +[\d.]+ ms / +\d+ tokens .*?([\d.]+) tokens per second", t)
+g = re.search(r" eval time = +[\d.]+ ms / +\d+ runs .*?([\d.]+) tokens per second", t)
+print(p.group(1) if p else 0, g.group(1) if g else 0)'
+}
+for r in $(seq 1 "$rounds"); do
+  if [ $((r % 2)) = 1 ]; then ours=$(text_ours); theirs=$(text_theirs)
+  else theirs=$(text_theirs); ours=$(text_ours); fi
+  read -r opp odec <<<"$ours"; read -r pp dec_t <<<"$theirs"
+  echo "| $r | $opp | $odec | $pp | $dec_t |"
+  echo "$opp $odec $pp $dec_t" >> "$work/rounds-text.txt"
+done
+echo
+python3 - "$work/rounds-text.txt" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+def line(name, xs):
+    xs = [x for x in xs if x > 0]
+    if xs:
+        print(f"| {name} | {statistics.median(xs):.3f}× ({min(xs):.3f}–{max(xs):.3f}) |")
+print("| measure (ours / llama-mtmd-cli) | median of per-round ratios (min–max) |")
+print("|---|---|")
+line("interactive generation tok/s, decode only", [r[1] / r[3] for r in rows if r[3]])
+line("prompt tok/s", [r[0] / r[2] for r in rows if r[2]])
 PY
 fi
