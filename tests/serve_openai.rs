@@ -867,3 +867,54 @@ async fn image_urls_are_fetched_only_when_allowed_and_within_limits() {
     let (status, _) = post(server.base.clone(), body(&format!("{host}/img.png"))).await;
     assert_eq!(status, 200, "still serving");
 }
+
+/// A generation that ends on the sequence's context limit delivers all of its text: streamed
+/// (where a tail that could start a stop string is held back) equals non-streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_the_context_limit_still_delivers_its_whole_text() {
+    let (dec, _) = converted("ctx_end");
+    let server = start(&dec, None, &["--parallel", "1", "-c", "64"]);
+    let http = reqwest::Client::new();
+    let body = |stream: bool| json!({"messages": [{"role": "user", "content": "Hi."}], "temperature": 0, "stop": ["§§§§§§§§§§§§"], "ignore_eos": true, "stream": stream});
+    let whole: Value = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whole["choices"][0]["finish_reason"], "length", "{whole}");
+    let sse = http
+        .post(format!("{}/v1/chat/completions", server.base))
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (mut content, mut reasoning, mut finish) = (String::new(), String::new(), Value::Null);
+    for line in sse.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if let Some(c) = v["choices"].get(0) {
+            content.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+            reasoning.push_str(c["delta"]["reasoning_content"].as_str().unwrap_or(""));
+            if !c["finish_reason"].is_null() {
+                finish = c["finish_reason"].clone();
+            }
+        }
+    }
+    assert_eq!(finish, "length");
+    let m = &whole["choices"][0]["message"];
+    assert_eq!(content, m["content"].as_str().unwrap_or(""));
+    assert_eq!(reasoning, m["reasoning_content"].as_str().unwrap_or(""));
+    assert!(!(content.is_empty() && reasoning.is_empty()), "{whole}");
+}

@@ -313,6 +313,7 @@ fn batch_parallel(
                 max_tokens,
                 stop: Vec::new(),
                 ignore_eos: false,
+                stream: false,
                 events: tx,
             };
             sched.submit(job).map_err(|e| format!("{e:?}"))?;

@@ -74,6 +74,10 @@ pub struct Job {
     /// Keep generating through end-of-generation tokens (llama-server's `ignore_eos`, for
     /// benchmarks that need a fixed token count).
     pub ignore_eos: bool,
+    /// Send text as it is generated; false: all of it just before `Done` (a waiting
+    /// non-streamed request then wakes once, not once per token, and takes no CPU time from the
+    /// decode threads meanwhile).
+    pub stream: bool,
     pub events: UnboundedSender<Event>,
 }
 
@@ -438,7 +442,6 @@ fn advance(
 ) {
     let a = s.active.as_mut().expect("active");
     if vocab.is_eog(token) && !a.job.ignore_eos {
-        flush_text(a, true);
         return finish(s, Some(FinishReason::Stop), metrics);
     }
     a.completion_tokens += 1;
@@ -453,20 +456,23 @@ fn advance(
         .min()
     {
         a.text.truncate(pos);
-        flush_text(a, true);
+        // bytes still pending in the UTF-8 decoder come after the stop string
+        a.utf8 = Utf8Stream::default();
         return finish(s, Some(FinishReason::Stop), metrics);
     }
     flush_text(a, false);
     if a.job.max_tokens.is_some_and(|m| a.completion_tokens >= m) {
-        flush_text(a, true);
         return finish(s, Some(FinishReason::Length), metrics);
     }
     a.pending = token.0;
 }
 
-/// Sends what can be sent: everything at the end, else all but a tail that could still become
-/// the start of a stop string.
+/// Sends what can be sent: everything at the end, else (streaming only) all but a tail that
+/// could still become the start of a stop string.
 fn flush_text(a: &mut Active, all: bool) {
+    if !all && !a.job.stream {
+        return;
+    }
     if all {
         let rest = a.utf8.finish();
         a.text.push_str(&rest);
@@ -495,8 +501,9 @@ fn flush_text(a: &mut Active, all: bool) {
 }
 
 fn finish(s: &mut Slot, reason: Option<FinishReason>, metrics: &Metrics) {
-    if let Some(a) = s.active.take() {
+    if let Some(mut a) = s.active.take() {
         if let Some(reason) = reason {
+            flush_text(&mut a, true);
             metrics
                 .completion_tokens
                 .fetch_add(a.completion_tokens as u64, Ordering::Relaxed);

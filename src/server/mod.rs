@@ -430,6 +430,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
         max_tokens: req.max_tokens,
         stop: req.stop.clone(),
         ignore_eos: req.ignore_eos,
+        stream: req.stream,
         events: tx,
     };
     st.scheduler.submit(job).map_err(|e| match e {
