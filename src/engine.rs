@@ -178,22 +178,25 @@ impl Engine {
     /// A llama.cpp context of `n_ctx` cells shared by `n_seq` sequences (each gets
     /// `n_ctx / n_seq`), with this engine's threads and KV settings.
     pub fn context(&self, n_ctx: u32, n_seq: u32) -> Result<LlamaContext<'_>, EngineError> {
-        self.context_batched(n_ctx, n_seq, 2048)
+        self.context_batched(n_ctx, n_seq, 2048, false)
     }
 
     /// [`Engine::context`] with at most `n_batch` tokens per decode (llama.cpp's logical batch,
-    /// `-b`; the physical one is at most 512).
+    /// `-b`; the physical one is at most 512). `unified`: one KV buffer shared by all sequences
+    /// (llama.cpp's `--kv-unified`) instead of `n_ctx / n_seq` cells each.
     pub fn context_batched(
         &self,
         n_ctx: u32,
         n_seq: u32,
         n_batch: u32,
+        unified: bool,
     ) -> Result<LlamaContext<'_>, EngineError> {
         let backend = backend(self.opts.verbose)?;
         let n_batch = n_ctx.min(n_batch).max(1);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_seq_max(n_seq.max(1))
+            .with_kv_unified(unified)
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
             .with_n_threads(self.opts.threads)

@@ -703,17 +703,28 @@ async fn prompts_batched_with_generation_answer_as_when_alone() {
     for p in &prompts {
         expected.push(ask(alone.base.clone(), p.clone()).await);
     }
-    let shared = start(&dec, None, &["--parallel", "4", "-b", "16", "-c", "256"]);
-    let tasks: Vec<_> = prompts
-        .iter()
-        .map(|p| tokio::spawn(ask(shared.base.clone(), p.clone())))
-        .collect();
-    for (i, t) in tasks.into_iter().enumerate() {
-        let got = tokio::time::timeout(Duration::from_secs(120), t)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, expected[i], "prompt {i}: {:?}", prompts[i]);
+    // per-sequence KV buffers (llama.cpp's default) and one shared buffer (--kv-unified)
+    for unified in [false, true] {
+        let mut args = vec!["--parallel", "4", "-b", "16", "-c", "256"];
+        if unified {
+            args.push("--kv-unified");
+        }
+        let shared = start(&dec, None, &args);
+        let tasks: Vec<_> = prompts
+            .iter()
+            .map(|p| tokio::spawn(ask(shared.base.clone(), p.clone())))
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            let got = tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                got, expected[i],
+                "kv_unified {unified}, prompt {i}: {:?}",
+                prompts[i]
+            );
+        }
     }
 }
 

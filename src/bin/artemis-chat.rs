@@ -243,6 +243,7 @@ fn batch_parallel(
             // captions are independent: nothing to come back to
             cache_ram: 0,
             batch_size: 2048,
+            kv_unified: false,
         },
         metrics,
     );

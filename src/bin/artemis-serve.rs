@@ -65,6 +65,9 @@ struct Args {
     /// being generated up to this many (llama-server's -b).
     #[arg(short = 'b', long = "batch-size", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     batch_size: u32,
+    /// One KV buffer shared by all sequences (llama-server's -kvu).
+    #[arg(long = "kv-unified")]
+    kv_unified: bool,
     /// MiB of KV state kept in host memory for conversations whose sequence was given to another
     /// (llama-server's prompt cache; -1: no limit, 0: off).
     #[arg(long = "cache-ram", visible_alias = "cram", default_value_t = 8192, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=1 << 30))]
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         body_limit: args.body_limit,
         queue_limit: args.queue_limit,
         batch_size: args.batch_size,
+        kv_unified: args.kv_unified,
         image_urls: args.allow_image_urls.then(|| ImageUrlLimits {
             timeout: Duration::from_secs(args.image_url_timeout),
             max_bytes: args.image_url_max_bytes as usize,

@@ -141,6 +141,8 @@ pub struct SchedulerConfig {
     pub cache_ram: usize,
     /// Most tokens per decode (prompt tokens beyond it wait for the next step).
     pub batch_size: u32,
+    /// One KV buffer for all sequences (see [`Engine::context_batched`]).
+    pub kv_unified: bool,
 }
 
 /// The handle request handlers use.
@@ -224,8 +226,6 @@ struct Slot {
     n_past: i32,
     history: Vec<Unit>,
     active: Option<Active>,
-    /// When the slot was last given a request (0: never).
-    last_used: u64,
 }
 
 impl Unit {
@@ -268,7 +268,7 @@ fn engine_thread(
     let parallel = cfg.parallel.max(1);
     let n_ctx = cfg.ctx_per_seq.saturating_mul(parallel as u32);
     let n_batch = cfg.batch_size.max(parallel as u32);
-    let mut ctx = match engine.context_batched(n_ctx, parallel as u32, n_batch) {
+    let mut ctx = match engine.context_batched(n_ctx, parallel as u32, n_batch, cfg.kv_unified) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
@@ -294,11 +294,9 @@ fn engine_thread(
             n_past: 0,
             history: Vec::new(),
             active: None,
-            last_used: 0,
         })
         .collect();
     let mut cache = PromptCache::new(cfg.cache_ram);
-    let mut clock = 0u64;
     let n_batch = (ctx.n_batch() as usize).max(parallel);
     let mut batch = LlamaBatch::new(n_batch, 1);
 
@@ -320,14 +318,12 @@ fn engine_thread(
             if job.events.is_closed() {
                 continue;
             }
-            clock += 1;
             start_job(
                 &engine,
                 &mut ctx,
                 vision.as_mut(),
                 &mut slots,
                 &mut cache,
-                clock,
                 job,
                 cfg.ctx_per_seq,
                 n_vocab,
@@ -536,7 +532,6 @@ fn start_job(
     vision: Option<&mut Vision>,
     slots: &mut [Slot],
     cache: &mut PromptCache,
-    clock: u64,
     job: Job,
     ctx_per_seq: u32,
     n_vocab: i32,
@@ -621,27 +616,26 @@ fn start_job(
     let free: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].active.is_none())
         .collect();
-    // the free slot with the longest cached prefix; among equals the least recently used
+    // The free slot with the longest cached prefix; among equals the lowest-numbered one. Packing
+    // work into low sequence ids matters: with llama.cpp's per-sequence KV buffers a decode
+    // batch is split into one pass per run of consecutive sequence ids, so sequences 0,1,2,3
+    // decode in one pass and 0,2,5,7 in four.
     let Some(&best) = free.iter().max_by_key(|&&i| {
         (
             common_prefix(&slots[i].history, &units).min(cap),
-            std::cmp::Reverse(slots[i].last_used),
+            std::cmp::Reverse(i),
         )
     }) else {
         return fail(&job, "no free sequence".into(), false);
     };
     let in_slot = common_prefix(&slots[best].history, &units).min(cap);
     let from_cache = cache.best(&units, cap).filter(|&(_, n)| n > in_slot);
-    // a restore goes to the free slot that is least worth keeping (empty, else least recent)
+    // a restore goes to the lowest-numbered free slot (what it held is saved below if worth it)
     let si = match from_cache {
-        Some(_) => *free
-            .iter()
-            .min_by_key(|&&i| (!slots[i].history.is_empty(), slots[i].last_used))
-            .expect("a free slot"),
+        Some(_) => free[0],
         None => best,
     };
     let slot = &mut slots[si];
-    slot.last_used = clock;
     // What the slot holds goes to the prompt cache if most of it is about to be lost
     // (llama-server's rule: less than half kept).
     let kept_here = if from_cache.is_some() { 0 } else { in_slot };

@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub cache_ram: usize,
     /// Most tokens per decode (`-b`).
     pub batch_size: u32,
+    /// One KV buffer for all sequences (`--kv-unified`).
+    pub kv_unified: bool,
     /// `--allow-image-urls` with its limits; None: `http(s)` image URLs are refused.
     pub image_urls: Option<ImageUrlLimits>,
 }
@@ -95,6 +97,7 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
             queue_limit: cfg.queue_limit,
             cache_ram: cfg.cache_ram,
             batch_size: cfg.batch_size,
+            kv_unified: cfg.kv_unified,
         },
         metrics.clone(),
     );
