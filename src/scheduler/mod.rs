@@ -59,7 +59,8 @@ impl PreparedImage {
     }
 }
 
-/// A sequence shorter than this is not worth a prompt-cache entry.
+/// A sequence shorter than this is not worth a prompt-cache entry, nor a restore that saves
+/// fewer positions than this worth its copy.
 const MIN_CACHED_POSITIONS: i32 = 16;
 
 /// One generation request.
@@ -629,7 +630,12 @@ fn start_job(
         return fail(&job, "no free sequence".into(), false);
     };
     let in_slot = common_prefix(&slots[best].history, &units).min(cap);
-    let from_cache = cache.best(&units, cap).filter(|&(_, n)| n > in_slot);
+    // A restore copies the whole entry: worth it only when it saves evaluating a real stretch
+    // (an image counts with all its positions).
+    let pos_of = |n: usize| units[..n].iter().map(Unit::positions).sum::<i32>();
+    let from_cache = cache
+        .best(&units, cap)
+        .filter(|&(_, n)| n > in_slot && pos_of(n) - pos_of(in_slot) >= MIN_CACHED_POSITIONS);
     // a restore goes to the lowest-numbered free slot (what it held is saved below if worth it)
     let si = match from_cache {
         Some(_) => free[0],
