@@ -15,10 +15,12 @@ use serde_json::{json, Value};
 const PROMPT: &str =
     "Describe a calm lake at sunset, with mountains behind it, in a few sentences.";
 
-/// (time to first token, generation tok/s): a 1-token request gives the time to first token; a
-/// TOKENS-token request then gives (TOKENS - 1) / (its time - that), so empty pieces (ids past a
-/// synthetic tokenizer) count as tokens too.
-async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64) {
+/// (time to first token, generation tok/s, generation tok/s as the server reports it): a 1-token
+/// request gives the time to first token; a TOKENS-token request then gives (TOKENS - 1) / (its
+/// time - that), so empty pieces (ids past a synthetic tokenizer) count as tokens too. The
+/// third figure is `timings.predicted_per_second` of the TOKENS-token reply (llama-server's
+/// field, which artemis-serve fills the same way): generation inside the server, without HTTP.
+async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64, f64) {
     let run = |n: u32| {
         let http = http.clone();
         let base = base.to_string();
@@ -38,12 +40,19 @@ async fn single(http: &reqwest::Client, base: &str, tokens: u32) -> (f64, f64) {
                 Some(n as u64),
                 "{v}"
             );
-            t0.elapsed().as_secs_f64()
+            (
+                t0.elapsed().as_secs_f64(),
+                v["timings"]["predicted_per_second"].as_f64().unwrap_or(0.0),
+            )
         }
     };
-    let t1 = run(1).await;
-    let tn = run(tokens).await;
-    (t1 * 1e3, (tokens - 1) as f64 / (tn - t1).max(1e-9))
+    let (t1, _) = run(1).await;
+    let (tn, server_tps) = run(tokens).await;
+    (
+        t1 * 1e3,
+        (tokens - 1) as f64 / (tn - t1).max(1e-9),
+        server_tps,
+    )
 }
 
 async fn concurrent(http: &reqwest::Client, base: &str, clients: usize, tokens: u32) -> f64 {
@@ -90,10 +99,10 @@ async fn main() {
     for b in [&ours, &theirs] {
         single(&http, b, 4).await;
     }
-    let (mut r_ttft, mut r_tps, mut r_c4, mut r_c8) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    println!("| round | server | TTFT ms | tok/s (1 client) | agg tok/s (4) | agg tok/s (8) |");
-    println!("|---|---|---|---|---|---|");
+    let (mut r_ttft, mut r_tps, mut r_stps, mut r_c4, mut r_c8) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    println!("| round | server | TTFT ms | tok/s (1 client) | server-reported tok/s (1 client) | agg tok/s (4) | agg tok/s (8) |");
+    println!("|---|---|---|---|---|---|---|");
     for round in 1..=rounds {
         let mut res = Vec::new();
         // alternate which goes first
@@ -103,16 +112,19 @@ async fn main() {
             [(&theirs, "llama-server"), (&ours, "artemis-serve")]
         };
         for (base, name) in order {
-            let (ttft, tps) = single(&http, base, tokens).await;
+            let (ttft, tps, stps) = single(&http, base, tokens).await;
             let c4 = concurrent(&http, base, 4, tokens).await;
             let c8 = concurrent(&http, base, 8, tokens).await;
-            println!("| {round} | {name} | {ttft:.0} | {tps:.2} | {c4:.2} | {c8:.2} |");
-            res.push((name, ttft, tps, c4, c8));
+            println!("| {round} | {name} | {ttft:.0} | {tps:.2} | {stps:.2} | {c4:.2} | {c8:.2} |");
+            res.push((name, ttft, tps, c4, c8, stps));
         }
         let o = res.iter().find(|r| r.0 == "artemis-serve").unwrap();
         let t = res.iter().find(|r| r.0 == "llama-server").unwrap();
         r_ttft.push(t.1 / o.1); // >1: ours answers sooner
         r_tps.push(o.2 / t.2);
+        if o.5 > 0.0 && t.5 > 0.0 {
+            r_stps.push(o.5 / t.5);
+        }
         r_c4.push(o.3 / t.3);
         r_c8.push(o.4 / t.4);
     }
@@ -123,6 +135,12 @@ async fn main() {
         median_range(r_ttft)
     );
     println!("- single-request generation tok/s: {}", median_range(r_tps));
+    if !r_stps.is_empty() {
+        println!(
+            "- single-request generation tok/s as each server reports it: {}",
+            median_range(r_stps)
+        );
+    }
     println!("- aggregate tok/s, 4 clients: {}", median_range(r_c4));
     println!("- aggregate tok/s, 8 clients: {}", median_range(r_c8));
 }

@@ -897,6 +897,15 @@ async fn a_stream_cut_by_the_context_limit_still_delivers_its_whole_text() {
         .await
         .unwrap();
     assert_eq!(whole["choices"][0]["finish_reason"], "length", "{whole}");
+    // llama-server's timings: evaluated + cached = the prompt, predicted = the completion
+    let (t, u) = (&whole["timings"], &whole["usage"]);
+    assert_eq!(t["predicted_n"], u["completion_tokens"], "{whole}");
+    assert_eq!(
+        t["prompt_n"].as_u64().unwrap() + t["cache_n"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap(),
+        "{whole}"
+    );
+    assert!(t["predicted_per_second"].as_f64().unwrap() > 0.0, "{whole}");
     let sse = http
         .post(format!("{}/v1/chat/completions", server.base))
         .json(&body(true))
@@ -920,6 +929,10 @@ async fn a_stream_cut_by_the_context_limit_still_delivers_its_whole_text() {
             reasoning.push_str(c["delta"]["reasoning_content"].as_str().unwrap_or(""));
             if !c["finish_reason"].is_null() {
                 finish = c["finish_reason"].clone();
+                assert_eq!(
+                    v["timings"]["predicted_n"], whole["usage"]["completion_tokens"],
+                    "{v}"
+                );
             }
         }
     }

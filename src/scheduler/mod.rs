@@ -97,6 +97,17 @@ impl FinishReason {
     }
 }
 
+/// Where a request's time went, as llama-server reports it (`timings` in its replies).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Prompt tokens evaluated (not taken from a cache).
+    pub prompt_n: usize,
+    /// From admission to the first token (prompt evaluation, image encoding included).
+    pub prompt_ms: f64,
+    /// From the first token to the last one.
+    pub predicted_ms: f64,
+}
+
 /// What the engine thread reports about a job, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -112,6 +123,7 @@ pub enum Event {
         reason: FinishReason,
         prompt_tokens: usize,
         completion_tokens: usize,
+        timings: Timings,
     },
     /// The request cannot run: `context` is true when the prompt does not fit the context.
     Failed { message: String, context: bool },
@@ -217,6 +229,9 @@ struct Active {
     cached_tokens: usize,
     /// `Event::Started` was sent.
     announced: bool,
+    admitted: std::time::Instant,
+    /// When the first token was picked.
+    first_token: Option<std::time::Instant>,
     /// Prompt tokens not evaluated yet; they join the next steps' batches. The sequence
     /// generates once this is empty.
     prefill: VecDeque<i32>,
@@ -438,6 +453,7 @@ fn advance(
     metrics: &Metrics,
 ) {
     let a = s.active.as_mut().expect("active");
+    a.first_token.get_or_insert_with(std::time::Instant::now);
     if vocab.is_eog(token) && !a.job.ignore_eos {
         return finish(s, Some(FinishReason::Stop), metrics);
     }
@@ -504,10 +520,17 @@ fn finish(s: &mut Slot, reason: Option<FinishReason>, metrics: &Metrics) {
             metrics
                 .completion_tokens
                 .fetch_add(a.completion_tokens as u64, Ordering::Relaxed);
+            let first = a.first_token.unwrap_or(a.admitted);
+            let timings = Timings {
+                prompt_n: a.prompt_tokens.saturating_sub(a.cached_tokens),
+                prompt_ms: (first - a.admitted).as_secs_f64() * 1e3,
+                predicted_ms: first.elapsed().as_secs_f64() * 1e3,
+            };
             let _ = a.job.events.send(Event::Done {
                 reason,
                 prompt_tokens: a.prompt_tokens,
                 completion_tokens: a.completion_tokens,
+                timings,
             });
         }
     }
@@ -538,6 +561,7 @@ fn start_job(
     n_vocab: i32,
     metrics: &Metrics,
 ) {
+    let admitted = std::time::Instant::now();
     let fail = |job: &Job, message: String, context: bool| {
         let _ = job.events.send(Event::Failed { message, context });
     };
@@ -681,6 +705,8 @@ fn start_job(
         prompt_tokens,
         cached_tokens: keep_pos as usize,
         announced: false,
+        admitted,
+        first_token: None,
         prefill: VecDeque::new(),
     };
     let rest = &units[keep..];

@@ -531,6 +531,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
                         reason,
                         prompt_tokens,
                         completion_tokens,
+                        timings,
                     } => {
                         let (r, c) = split.push("", true);
                         if !r.is_empty() {
@@ -539,7 +540,11 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
                         if !c.is_empty() {
                             send(chunk(json!({"content": c}), None)).await;
                         }
-                        send(chunk(json!({}), Some(reason.as_str()))).await;
+                        // llama-server puts its timings on the finishing chunk
+                        let mut last = chunk(json!({}), Some(reason.as_str()));
+                        last["timings"] =
+                            openai::timings(cached_tokens, completion_tokens, &timings);
+                        send(last).await;
                         if req.include_usage {
                             let obj = if chat {
                                 "chat.completion.chunk"
@@ -567,7 +572,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
     // non-streamed: collect
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + st.timeout;
-    let (reason, completion_tokens) = loop {
+    let (reason, completion_tokens, timings) = loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => return Err(timeout_error()),
             Ok(None) => {
@@ -582,8 +587,9 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
             Ok(Some(Event::Done {
                 reason,
                 completion_tokens,
+                timings,
                 ..
-            })) => break (reason, completion_tokens),
+            })) => break (reason, completion_tokens, timings),
             Ok(Some(Event::Failed { message, .. })) => {
                 return Err(ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -596,6 +602,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
         }
     };
     let usage = openai::usage(prompt_tokens, completion_tokens, cached_tokens);
+    let timings = openai::timings(cached_tokens, completion_tokens, &timings);
     let body = if chat {
         let mut split = ThinkSplitter::new(opens_think);
         let (mut r, mut c) = split.push(&text, false);
@@ -606,9 +613,9 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
         if opens_think || !r.is_empty() {
             message["reasoning_content"] = json!(r);
         }
-        json!({"id": id, "object": "chat.completion", "created": created, "model": model, "choices": [{"index": 0, "message": message, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage})
+        json!({"id": id, "object": "chat.completion", "created": created, "model": model, "choices": [{"index": 0, "message": message, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage, "timings": timings})
     } else {
-        json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"index": 0, "text": text, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage})
+        json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"index": 0, "text": text, "finish_reason": reason.as_str(), "logprobs": null}], "usage": usage, "timings": timings})
     };
     Ok(Json(body).into_response())
 }

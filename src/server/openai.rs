@@ -447,6 +447,19 @@ pub fn now() -> u64 {
 
 /// `usage`, with OpenAI's `prompt_tokens_details.cached_tokens`: prompt tokens reused from the
 /// sequence's cache (a follow-up turn with the same history and image).
+/// llama-server's `timings` object (prompt evaluation and generation speed of one request).
+pub fn timings(cached: usize, completion: usize, t: &crate::scheduler::Timings) -> Value {
+    let per = |n: usize, ms: f64| {
+        (
+            if n > 0 { ms / n as f64 } else { 0.0 },
+            if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 },
+        )
+    };
+    let (p_tok_ms, p_per_s) = per(t.prompt_n, t.prompt_ms);
+    let (g_tok_ms, g_per_s) = per(completion, t.predicted_ms);
+    json!({"cache_n": cached, "prompt_n": t.prompt_n, "prompt_ms": t.prompt_ms, "prompt_per_token_ms": p_tok_ms, "prompt_per_second": p_per_s, "predicted_n": completion, "predicted_ms": t.predicted_ms, "predicted_per_token_ms": g_tok_ms, "predicted_per_second": g_per_s})
+}
+
 pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}})
 }
