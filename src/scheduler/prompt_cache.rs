@@ -47,6 +47,11 @@ impl PromptCache {
         self.used
     }
 
+    /// How many positions entry `i` holds.
+    pub fn positions(&self, i: usize) -> i32 {
+        self.entries[i].n_past
+    }
+
     /// The entry sharing the longest prefix with `units` (at most `cap` units), if any shares one.
     pub fn best(&self, units: &[Unit], cap: usize) -> Option<(usize, usize)> {
         self.entries
