@@ -24,6 +24,22 @@ want quantize && llama_quantize=$(tools/build-llama-quantize.sh)
 mkdir -p "$work"
 T() { /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@"; }   # wall seconds, peak RSS KiB
 mib() { echo "scale=1; $1/1048576" | bc; }
+# verdict ROUNDS_FILE HEADER "LABEL:NUM:DEN"...: one table row per LABEL with the median of the
+# per-round ratios column NUM / column DEN of ROUNDS_FILE (min–max); zero values are skipped.
+verdict() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+path, header, *specs = sys.argv[1:]
+rows = [list(map(float, l.split())) for l in open(path) if l.strip()]
+print(f"| {header} | median of per-round ratios (min–max) |")
+print("|---|---|")
+for spec in specs:
+    name, num, den = spec.rsplit(":", 2)
+    xs = [r[int(num)] / r[int(den)] for r in rows if r[int(den)] and r[int(num)]]
+    if xs:
+        print(f"| {name} | {statistics.median(xs):.3f}× ({min(xs):.3f}–{max(xs):.3f}) |")
+PY
+}
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $threads cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
 echo
@@ -129,20 +145,11 @@ for r in $(seq 1 "$rounds"); do
   echo "$oenc $opp $odec $owall $enc $pp $tg" >> "$work/rounds.txt"
 done
 echo
-python3 - "$work/rounds.txt" <<'PY'
-import statistics, sys
-rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-def line(name, xs):
-    xs = [x for x in xs if x > 0]
-    if xs:
-        print(f"| {name} | {statistics.median(xs):.3f}× ({min(xs):.3f}–{max(xs):.3f}) |")
-print("| measure (ours / llama-mtmd-cli, higher is better for ours) | median of per-round ratios (min–max) |")
-print("|---|---|")
-line("generation tok/s, decode only on both sides", [r[2] / r[6] for r in rows if r[6]])
-line("generation tok/s, ours wall-clock vs their decode only", [r[3] / r[6] for r in rows if r[6]])
-line("prompt tok/s", [r[1] / r[5] for r in rows if r[5]])
-line("image encode speed (their ms / our ms)", [r[4] / r[0] for r in rows if r[0]])
-PY
+verdict "$work/rounds.txt" "measure (ours / llama-mtmd-cli, higher is better for ours)" \
+  "generation tok/s, decode only on both sides:2:6" \
+  "generation tok/s, ours wall-clock vs their decode only:3:6" \
+  "prompt tok/s:1:5" \
+  "image encode speed (their ms / our ms):4:0"
 fi
 
 # --- text: the interactive (one token at a time) loop, no image --------------------------------
@@ -151,20 +158,20 @@ fi
 if want text; then
 dec=${DEC:-$work/one/bench-q4_k_m.gguf}; mm=${MM:-$work/one/mmproj-bench-q8_0.gguf}
 rounds=${ROUNDS:-5}; n=${N_PREDICT:-128}; tctx=${CTX:-4096}
-line="Describe a calm lake at sunset, with mountains behind it, in a few sentences."
+said="Describe a calm lake at sunset, with mountains behind it, in a few sentences."
 echo "## interactive text chat, $n tokens, no image, $(basename "$dec"), $threads threads, context $tctx, $rounds rounds"
 echo "| round | artemis-chat prompt tok/s | artemis-chat gen tok/s (decode only) | llama-mtmd-cli prompt tok/s | llama-mtmd-cli gen tok/s |"
 echo "|---|---|---|---|---|"
 : > "$work/rounds-text.txt"
 text_ours() {
-  printf '%s\n/exit\n' "$line" | $bin/artemis-chat "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" 2>&1 >/dev/null \
+  printf '%s\n/exit\n' "$said" | $bin/artemis-chat "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" 2>&1 >/dev/null \
     | python3 -c 'import re,sys
 t = sys.stdin.read()
 m = re.search(r"prompt \d+ tokens, ([\d.]+) tok/s \| generated (\d+) tokens, [\d.]+ tok/s \(([\d.]+) decode only\)", t)
 print(m.group(1), m.group(3)) if m else print(0, 0)'
 }
 text_theirs() {
-  { printf '%s\n/quit\n' "$line" | "$mtmd_cli" -m "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" --ignore-eos --perf -lv 4 2>&1 >/dev/null || true; } \
+  { printf '%s\n/quit\n' "$said" | "$mtmd_cli" -m "$dec" --mmproj "$mm" -n "$n" --temp 0 -t "$threads" -c "$tctx" --ignore-eos --perf -lv 4 2>&1 >/dev/null || true; } \
     | python3 -c 'import re,sys
 t = sys.stdin.read()
 p = re.search(r"prompt eval time = +[\d.]+ ms / +\d+ tokens .*?([\d.]+) tokens per second", t)
@@ -179,16 +186,8 @@ for r in $(seq 1 "$rounds"); do
   echo "$opp $odec $pp $dec_t" >> "$work/rounds-text.txt"
 done
 echo
-python3 - "$work/rounds-text.txt" <<'PY'
-import statistics, sys
-rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-def line(name, xs):
-    xs = [x for x in xs if x > 0]
-    if xs:
-        print(f"| {name} | {statistics.median(xs):.3f}× ({min(xs):.3f}–{max(xs):.3f}) |")
-print("| measure (ours / llama-mtmd-cli) | median of per-round ratios (min–max) |")
-print("|---|---|")
-line("interactive generation tok/s, decode only", [r[1] / r[3] for r in rows if r[3]])
-line("prompt tok/s", [r[0] / r[2] for r in rows if r[2]])
-PY
+verdict "$work/rounds-text.txt" "measure (ours / llama-mtmd-cli)" \
+  "interactive generation tok/s, decode only:1:3" \
+  "prompt tok/s:0:2"
 fi
+
