@@ -113,6 +113,18 @@ fn data_url(path: &Path) -> String {
     )
 }
 
+/// POSTs a chat completion body; (status, JSON reply).
+async fn post_chat(http: &reqwest::Client, base: &str, body: &Value) -> (u16, Value) {
+    let r = http
+        .post(format!("{base}/v1/chat/completions"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
 fn image_request(
     url: &str,
     stream: bool,
@@ -604,18 +616,7 @@ async fn a_conversation_that_lost_its_sequence_is_restored_from_the_prompt_cache
         let server = start(&dec, Some(&mm), &["--parallel", "1", "--cache-ram", cache]);
         let ask = |body: &Value| {
             let (http, base, body) = (http.clone(), server.base.clone(), body.clone());
-            async move {
-                let v: Value = http
-                    .post(format!("{base}/v1/chat/completions"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                v
-            }
+            async move { post_chat(&http, &base, &body).await.1 }
         };
         let first = ask(&a).await;
         let other = ask(&b).await;
@@ -685,15 +686,8 @@ async fn prompts_batched_with_generation_answer_as_when_alone() {
     let ask = |base: String, p: String| {
         let http = http.clone();
         async move {
-            let v: Value = http
-                .post(format!("{base}/v1/chat/completions"))
-                .json(&json!({"messages": [{"role": "user", "content": p}], "temperature": 0, "max_tokens": 10, "ignore_eos": true}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let body = json!({"messages": [{"role": "user", "content": p}], "temperature": 0, "max_tokens": 10, "ignore_eos": true});
+            let (_, v) = post_chat(&http, &base, &body).await;
             assert_eq!(v["usage"]["completion_tokens"], 10, "{v}");
             v["choices"][0]["message"].clone()
         }
@@ -775,16 +769,7 @@ async fn image_urls_are_fetched_only_when_allowed_and_within_limits() {
     let body = |url: &str| json!({"messages": [{"role": "user", "content": [{"type": "text", "text": QUESTION}, {"type": "image_url", "image_url": {"url": url}}]}], "temperature": 0, "max_tokens": 6});
     let post = |base: String, b: Value| {
         let http = http.clone();
-        async move {
-            let r = http
-                .post(format!("{base}/v1/chat/completions"))
-                .json(&b)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap())
-        }
+        async move { post_chat(&http, &base, &b).await }
     };
     let closed = start(&dec, Some(&mm), &[]);
     let (status, v) = post(closed.base.clone(), body(&format!("{host}/img.png"))).await;
@@ -887,15 +872,7 @@ async fn a_stream_cut_by_the_context_limit_still_delivers_its_whole_text() {
     let server = start(&dec, None, &["--parallel", "1", "-c", "64"]);
     let http = reqwest::Client::new();
     let body = |stream: bool| json!({"messages": [{"role": "user", "content": "Hi."}], "temperature": 0, "stop": ["§§§§§§§§§§§§"], "ignore_eos": true, "stream": stream});
-    let whole: Value = http
-        .post(format!("{}/v1/chat/completions", server.base))
-        .json(&body(false))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, whole) = post_chat(&http, &server.base, &body(false)).await;
     assert_eq!(whole["choices"][0]["finish_reason"], "length", "{whole}");
     // llama-server's timings: evaluated + cached = the prompt, predicted = the completion
     let (t, u) = (&whole["timings"], &whole["usage"]);

@@ -248,6 +248,13 @@ struct Slot {
 }
 
 impl Unit {
+    fn token(&self) -> Option<i32> {
+        match self {
+            Unit::Token(t) => Some(*t),
+            Unit::Image { .. } => None,
+        }
+    }
+
     fn positions(&self) -> i32 {
         match self {
             Unit::Token(_) => 1,
@@ -625,13 +632,7 @@ fn start_job(
             )
         }
     };
-    let positions: i64 = units
-        .iter()
-        .map(|u| match u {
-            Unit::Token(_) => 1,
-            Unit::Image { n_pos, .. } => *n_pos as i64,
-        })
-        .sum();
+    let positions: i64 = units.iter().map(|u| u.positions() as i64).sum();
     let prompt_tokens = match &chunks {
         Some(c) => c.total_tokens(),
         None => units.len(),
@@ -715,15 +716,13 @@ fn start_job(
         prefill: VecDeque::new(),
     };
     let rest = &units[keep..];
-    if rest.iter().all(|u| matches!(u, Unit::Token(_))) {
+    if let Some(prefill) = rest
+        .iter()
+        .map(Unit::token)
+        .collect::<Option<VecDeque<i32>>>()
+    {
         // text only: the tokens join the next batches
-        active.prefill = rest
-            .iter()
-            .map(|u| match u {
-                Unit::Token(t) => *t,
-                Unit::Image { .. } => unreachable!("checked above"),
-            })
-            .collect();
+        active.prefill = prefill;
         slot.active = Some(active);
         return;
     }
@@ -799,32 +798,26 @@ fn eval_remaining(
             encode_ms += stats.encode_ms;
         } else {
             let skip = keep.saturating_sub(start);
-            let toks: Vec<Unit> = units[start + skip..end].to_vec();
-            let (np, _) = eval_tokens_logits(ctx, &toks, n_past, seq, last)?;
-            n_past = np;
+            let toks: Vec<i32> = units[start + skip..end]
+                .iter()
+                .filter_map(Unit::token)
+                .collect();
+            n_past = eval_tokens(ctx, &toks, n_past, seq, last)?;
         }
     }
     Ok((n_past, encode_ms))
 }
 
-fn eval_tokens_logits(
+/// Evaluates text tokens of sequence `seq` from `n_past` on, in batches of `n_batch`; logits
+/// only for the last one, when `logits_last`. Returns the next position.
+fn eval_tokens(
     ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
-    units: &[Unit],
+    toks: &[i32],
     mut n_past: i32,
     seq: i32,
     logits_last: bool,
-) -> Result<(i32, f64), String> {
+) -> Result<i32, String> {
     let n_batch = ctx.n_batch() as usize;
-    let toks: Vec<i32> = units
-        .iter()
-        .filter_map(|u| {
-            if let Unit::Token(t) = u {
-                Some(*t)
-            } else {
-                None
-            }
-        })
-        .collect();
     for (ci, chunk) in toks.chunks(n_batch.max(1)).enumerate() {
         let mut batch = LlamaBatch::new(chunk.len(), 1);
         let last_chunk = (ci + 1) * n_batch >= toks.len();
@@ -838,5 +831,5 @@ fn eval_tokens_logits(
         ctx.decode(&mut batch)
             .map_err(|e| format!("llama_decode failed: {e}"))?;
     }
-    Ok((n_past, 0.0))
+    Ok(n_past)
 }
