@@ -308,11 +308,27 @@ pub fn sweep_stale(dir: &Path) -> usize {
 mod tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
+    /// A fresh directory for one test, removed when the guard drops (also when the test fails).
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Dir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    fn dir(tag: &str) -> Dir {
         let d = std::env::temp_dir().join(format!("artemis-cleanup-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        Dir(d)
     }
 
     #[test]
@@ -344,7 +360,7 @@ mod tests {
         );
         assert!(!d.join("A").exists(), "the first move was undone");
         drop((a, b));
-        let left: Vec<_> = std::fs::read_dir(&d)
+        let left: Vec<_> = std::fs::read_dir(&*d)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
@@ -361,7 +377,7 @@ mod tests {
         std::fs::write(d.join("user-file.tmp"), b"x").unwrap(); // not ours: never touched
         std::os::unix::fs::symlink("/etc/passwd", d.join("link.artemis.tmp")).unwrap();
         assert_eq!(sweep_stale(&d), 2);
-        let mut left: Vec<_> = std::fs::read_dir(&d)
+        let mut left: Vec<_> = std::fs::read_dir(&*d)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use artemis_gguf::gguf::{GgmlType, GgufFile, GgufHeader, MetaValue};
 
+mod common;
+
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("artemis-gguf-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("f.gguf")
+    common::temp_dir(&format!("gguf-{name}")).join("f.gguf")
 }
 
 fn sample() -> (GgufHeader, Vec<Vec<u8>>) {

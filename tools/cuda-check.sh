@@ -25,7 +25,7 @@ fi
 
 tools/install-deps.sh
 cargo build --release --features cuda
-out=$(mktemp -d)
+out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 target/release/artemis-convert --to gguf fixtures/tiny -o "$out" --name tiny --outtype f32 --quiet >/dev/null
 q=$(python3 -c 'import json;c=[x for x in json.load(open("fixtures/golden/tiny/cases.json")) if x["name"]=="img_square"][0];print(c["prompt"].split("<|vision_end|>")[1].split("<|im_end|>")[0])')
 want=$(python3 -c 'import json;print([x for x in json.load(open("fixtures/golden/tiny/cases.json")) if x["name"]=="img_square"][0]["greedy_ids"])')

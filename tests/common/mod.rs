@@ -12,12 +12,42 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// A fresh, empty temp directory unique to this test.
+/// A fresh, empty temp directory unique to this test. It is removed when the test binary exits,
+/// passed or failed (set `ARTEMIS_KEEP_TEST_DIRS=1` to keep them for a post-mortem): the suite
+/// writes about 2.5 GB of checkpoints and GGUFs per run, and left behind they filled the disk
+/// that CI builds on.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("artemis-gguf-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    remove_at_exit(&dir);
     dir
+}
+
+static AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers `dir` for removal when the process exits. The test harness returns from `main` when
+/// every test passed and calls `exit(101)` when one failed; both run the C `atexit` handlers.
+pub fn remove_at_exit(dir: &Path) {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        extern "C" fn remove_all() {
+            if std::env::var_os("ARTEMIS_KEEP_TEST_DIRS").is_some() {
+                return;
+            }
+            let dirs = match AT_EXIT.lock() {
+                Ok(mut dirs) => std::mem::take(&mut *dirs),
+                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+            };
+            for dir in dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(remove_all) };
+    });
+    let mut dirs = AT_EXIT.lock().unwrap_or_else(|p| p.into_inner());
+    dirs.push(dir.to_path_buf());
 }
 
 #[derive(serde::Deserialize, Debug, Clone)]
