@@ -391,6 +391,10 @@ async fn malformed_requests_get_their_4xx_json_error_and_the_server_keeps_servin
         ("prompt over the context", msg(json!("word ".repeat(2000))).to_string(), 400, "context_length_exceeded"),
         ("over the body limit", img(&format!("{good_png}{}", "A".repeat(300_000))).to_string(), 413, "body_too_large"),
         ("stop of 5 strings", json!({"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}).to_string(), 400, "invalid_value"),
+        ("logprobs asked for", json!({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 2}).to_string(), 400, "unsupported_feature"),
+        ("tools given", json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}).to_string(), 400, "unsupported_feature"),
+        ("JSON mode", json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}).to_string(), 400, "unsupported_feature"),
+        ("logit_bias given", json!({"messages": [{"role": "user", "content": "x"}], "logit_bias": {"42": -100}}).to_string(), 400, "unsupported_feature"),
     ];
     assert!(cases.len() >= 15);
     for (name, body, status, code) in &cases {
@@ -511,6 +515,24 @@ async fn the_api_key_is_enforced_except_on_health_and_models() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // the scheme is case-insensitive, and X-Api-Key is accepted as by llama-server
+    for (header, value, want) in [
+        ("authorization", "bearer s3cret", 200),
+        ("authorization", "BEARER s3cret", 200),
+        ("x-api-key", "s3cret", 200),
+        ("x-api-key", "s3cre", 401),
+        ("authorization", "Basic s3cret", 401),
+        ("authorization", "Bearer s3cret-and-more", 401),
+    ] {
+        let r = http
+            .post(format!("{}/v1/chat/completions", server.base))
+            .header(header, value)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{header}: {value}");
+    }
     assert_eq!(
         http.get(format!("{}/health", server.base))
             .send()
@@ -918,4 +940,95 @@ async fn a_stream_cut_by_the_context_limit_still_delivers_its_whole_text() {
     assert_eq!(content, m["content"].as_str().unwrap_or(""));
     assert_eq!(reasoning, m["reasoning_content"].as_str().unwrap_or(""));
     assert!(!(content.is_empty() && reasoning.is_empty()), "{whole}");
+}
+
+/// What clients other than the OpenAI SDK send: a base URL without `/v1`, every optional field
+/// spelled out with its default or `null`, a `developer` message, `detail` on an image. The
+/// answer is the one the minimal request gets, and a wrong method is a JSON 405, not an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_send_defaults_nulls_or_no_v1_prefix_get_the_same_answer() {
+    let (dec, mm) = converted("clients");
+    let server = start(&dec, Some(&mm), &["--parallel", "1"]);
+    let http = reqwest::Client::new();
+    let url = data_url(&fixtures().join("images/square_64.png"));
+    let minimal = json!({
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": QUESTION}]}],
+        "temperature": 0, "max_tokens": 8});
+    let (status, want) = post_chat(&http, &server.base, &minimal).await;
+    assert_eq!(status, 200, "{want}");
+    let mut verbose = json!({
+        "model": "whatever-the-client-calls-it",
+        "messages": [{"role": "user", "name": "u1", "content": [
+            {"type": "image_url", "image_url": {"url": url, "detail": "auto"}},
+            {"type": "text", "text": QUESTION}]}],
+        "temperature": 0, "max_tokens": null, "max_completion_tokens": 8,
+        "n": 1, "stream": false, "stream_options": null, "stop": null, "seed": null,
+        "top_p": null, "frequency_penalty": 0, "presence_penalty": 0,
+        "logprobs": false, "top_logprobs": null, "logit_bias": null, "tools": [],
+        "tool_choice": "none", "parallel_tool_calls": null, "functions": null,
+        "response_format": {"type": "text"}, "user": "someone", "metadata": {}, "store": false,
+    });
+    for path in ["/v1/chat/completions", "/chat/completions"] {
+        let r = http
+            .post(format!("{}{path}", server.base))
+            .json(&verbose)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let got: Value = r.json().await.unwrap();
+        assert_eq!(
+            got["choices"][0]["message"]["content"], want["choices"][0]["message"]["content"],
+            "{path}"
+        );
+        for n in ["prompt_tokens", "completion_tokens"] {
+            assert_eq!(got["usage"][n], want["usage"][n], "{path}: {n}");
+        }
+    }
+    // an empty developer message renders like an empty system one: it changes the prompt, so
+    // only the status and shape are compared
+    verbose["messages"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"role": "developer", "content": "Be brief."}));
+    let (status, v) = post_chat(&http, &server.base, &verbose).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["choices"][0]["message"]["content"].is_string());
+    for path in ["/models", "/v1/models", "/v1/health"] {
+        let r = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let r: Value = http
+        .post(format!("{}/completions", server.base))
+        .json(&json!({"prompt": "The quick brown fox", "max_tokens": 3, "echo": false, "suffix": null, "best_of": 1, "logprobs": null}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["usage"]["completion_tokens"], 3, "{r}");
+    let r = http
+        .post(format!("{}/v1/completions", server.base))
+        .json(&json!({"prompt": "x", "echo": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "echo");
+    let r = http
+        .get(format!("{}/v1/chat/completions", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
 }

@@ -112,12 +112,19 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
         fetcher,
     });
     let app = Router::new()
+        // llama-server answers each path with and without /v1; clients configured with a bare
+        // host as base URL depend on that
         .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/models", get(models))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics_text))
+        .route("/chat/completions", post(chat_completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/completions", post(completions))
         .route("/v1/completions", post(completions))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
@@ -163,11 +170,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &state.api_key else {
         return Ok(());
     };
-    let given = headers
+    // `Authorization: Bearer KEY` (the scheme is case-insensitive, RFC 9110) or, as llama-server
+    // also accepts, `X-Api-Key: KEY`
+    let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(key.as_str()) {
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim());
+    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let matches = |given: Option<&str>| given.is_some_and(|g| same_secret(g, key));
+    if matches(bearer) || matches(x_api_key) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -177,6 +190,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "invalid or missing API key",
         ))
     }
+}
+
+/// Compares without stopping at the first differing byte, so the time taken does not tell a
+/// client how much of a guessed key was right.
+fn same_secret(given: &str, key: &str) -> bool {
+    let (g, k) = (given.as_bytes(), key.as_bytes());
+    g.len() == k.len() && g.iter().zip(k).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 fn respond(state: &AppState, r: Result<Response, ApiError>) -> Response {
@@ -227,6 +247,18 @@ async fn not_found(State(st): State<Shared>) -> Response {
             "invalid_request_error",
             "not_found",
             "no such endpoint",
+        )),
+    )
+}
+
+async fn method_not_allowed(State(st): State<Shared>, method: axum::http::Method) -> Response {
+    respond(
+        &st,
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            format!("{method} is not allowed on this endpoint"),
         )),
     )
 }

@@ -104,8 +104,68 @@ fn int(v: &Value, param: &str, lo: i64, hi: i64) -> Result<Option<i64>, ApiError
     }
 }
 
+/// Features a client may ask for that this server does not provide. A request that actually asks
+/// for one (not `false`, `null`, `[]`, `{}` or the plain-text format, which clients send as
+/// defaults) gets a 400 naming the field instead of an answer that silently lacks it.
+fn refuse_unsupported(v: &Value) -> Result<(), ApiError> {
+    let asked = |field: &str| match v.get(field) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    };
+    let unsupported = |field: &str, what: &str| ApiError {
+        code: "unsupported_feature",
+        ..ApiError::invalid(field, format!("{what} is not supported by artemis-serve"))
+    };
+    if asked("logprobs") || asked("top_logprobs") {
+        let field = if asked("logprobs") {
+            "logprobs"
+        } else {
+            "top_logprobs"
+        };
+        return Err(unsupported(field, "returning log probabilities"));
+    }
+    if asked("tools") || asked("functions") {
+        let field = if asked("tools") { "tools" } else { "functions" };
+        return Err(unsupported(field, "tool calling"));
+    }
+    if asked("logit_bias") {
+        return Err(unsupported("logit_bias", "logit_bias"));
+    }
+    // /v1/completions' extras
+    if asked("echo") {
+        return Err(unsupported("echo", "echoing the prompt"));
+    }
+    if v.get("suffix")
+        .and_then(Value::as_str)
+        .is_some_and(|x| !x.is_empty())
+    {
+        return Err(unsupported("suffix", "insertion (suffix)"));
+    }
+    if v.get("best_of")
+        .and_then(Value::as_f64)
+        .is_some_and(|b| b > 1.0)
+    {
+        return Err(unsupported("best_of", "best_of > 1"));
+    }
+    match v.get("response_format") {
+        None | Some(Value::Null) => {}
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(_) => {
+            return Err(unsupported(
+                "response_format",
+                "a response_format other than {\"type\": \"text\"}",
+            ))
+        }
+    }
+    Ok(())
+}
+
 /// The sampling, stop and streaming fields shared by both endpoints.
 fn common(v: &Value) -> Result<(Sampling, Option<usize>, Vec<String>, bool, bool), ApiError> {
+    refuse_unsupported(v)?;
     if let Some(n) = int(v, "n", i64::MIN, i64::MAX)? {
         if n != 1 {
             return Err(ApiError::invalid("n", "only n = 1 is supported"));
