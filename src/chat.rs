@@ -220,7 +220,7 @@ pub fn to_mtmd_prompt(rendered: &str) -> String {
     rendered.replace(IMAGE_FRAMING, llama_cpp_2::mtmd::mtmd_default_marker())
 }
 
-/// Decodes an image file (PNG or JPEG, sniffed from its content).
+/// Decodes an image file (PNG, JPEG, WebP, GIF or BMP, sniffed from its content).
 pub fn load_image(path: &Path) -> Result<image::DynamicImage, ChatError> {
     crate::preprocess::load_image(path).map_err(|e| match e {
         crate::preprocess::PreprocessError::Load { path, message } => {

@@ -135,7 +135,8 @@ impl Prepared {
     }
 }
 
-/// Decodes a PNG or JPEG file (format sniffed from the content, like `PIL.Image.open`).
+/// Decodes a PNG, JPEG, WebP, GIF (first frame) or BMP file (format sniffed from the content,
+/// like `PIL.Image.open`).
 /// No EXIF orientation is applied (see the module docs).
 pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
     let label = path.display().to_string();
@@ -148,7 +149,7 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, PreprocessError> {
     load_image_bytes(&bytes, &label)
 }
 
-/// Decodes image bytes (PNG or JPEG) under the same limits as [`load_image`]: the pixel budget
+/// Decodes image bytes (any format [`load_image`] reads) under the same limits as [`load_image`]: the pixel budget
 /// is enforced from the header, before any pixel is decoded. `label` names the source in errors.
 pub fn load_image_bytes(bytes: &[u8], label: &str) -> Result<DynamicImage, PreprocessError> {
     let err = |message: String| PreprocessError::Load {
@@ -161,8 +162,9 @@ pub fn load_image_bytes(bytes: &[u8], label: &str) -> Result<DynamicImage, Prepr
             bytes.len()
         )));
     }
-    let format = image::guess_format(bytes)
-        .map_err(|_| err("unrecognized image format (supported: PNG, JPEG)".to_string()))?;
+    let format = image::guess_format(bytes).map_err(|_| {
+        err("unrecognized image format (supported: PNG, JPEG, WebP, GIF, BMP)".to_string())
+    })?;
     let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let (w, h) = reader()
         .into_dimensions()

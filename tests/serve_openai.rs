@@ -996,6 +996,22 @@ async fn clients_that_send_defaults_nulls_or_no_v1_prefix_get_the_same_answer() 
     let (status, v) = post_chat(&http, &server.base, &verbose).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["choices"][0]["message"]["content"].is_string());
+    // OpenAI's vision API takes WebP and GIF too, and so do its clients
+    for (file, mime) in [
+        ("lossy_50x38.webp", "image/webp"),
+        ("anim_trns_38x30.gif", "image/gif"),
+    ] {
+        let bytes = std::fs::read(fixtures().join("images").join(file)).unwrap();
+        let url = format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        );
+        let body = json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": QUESTION}]}], "max_tokens": 2});
+        let (status, v) = post_chat(&http, &server.base, &body).await;
+        assert_eq!(status, 200, "{file}: {v}");
+    }
     for path in ["/models", "/v1/models", "/v1/health"] {
         let r = http
             .get(format!("{}{path}", server.base))

@@ -100,6 +100,20 @@ fn mkfifo(path: &Path) {
 }
 
 /// A PNG with a valid signature and IHDR but nothing else: the header claims `w` x `h`.
+/// A WebP file of just a VP8X header declaring a `w` x `h` canvas (no image data).
+fn webp_vp8x(w: u32, h: u32) -> Vec<u8> {
+    let mut chunk = b"VP8X".to_vec();
+    chunk.extend_from_slice(&10u32.to_le_bytes());
+    chunk.extend_from_slice(&[0, 0, 0, 0]);
+    chunk.extend_from_slice(&(w - 1).to_le_bytes()[..3]);
+    chunk.extend_from_slice(&(h - 1).to_le_bytes()[..3]);
+    let mut f = b"RIFF".to_vec();
+    f.extend_from_slice(&(4 + chunk.len() as u32).to_le_bytes());
+    f.extend_from_slice(b"WEBP");
+    f.extend_from_slice(&chunk);
+    f
+}
+
 fn png_header_only(w: u32, h: u32) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(b"IHDR");
@@ -451,6 +465,19 @@ pub fn generate(dir: &Path, inp: &Inputs) -> Vec<Case> {
     ));
 
     // --- images: the pixel budget is enforced from the header, before decoding --------------
+    // decompression bombs in the other formats: a few hundred bytes whose decoder would allocate
+    // the declared canvas (60000 x 60000 x 4 = 14 GB for the GIF) before reading any pixel
+    let mut webp_bomb = std::fs::read(inp.image.with_file_name("alpha_lossy_36x44.webp")).unwrap();
+    assert_eq!(&webp_bomb[12..16], b"VP8X");
+    webp_bomb[24..27].copy_from_slice(&16383u32.to_le_bytes()[..3]);
+    webp_bomb[27..30].copy_from_slice(&16383u32.to_le_bytes()[..3]);
+    let mut gif_bomb = b"GIF89a".to_vec();
+    gif_bomb.extend_from_slice(&60000u16.to_le_bytes());
+    gif_bomb.extend_from_slice(&60000u16.to_le_bytes());
+    gif_bomb.extend_from_slice(&[0, 0, 0]); // no global palette
+                                            // a 1x1 frame at 0,0 with a 2-colour local palette, LZW minimum code size 2
+    gif_bomb.extend_from_slice(&[0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0x80, 0, 0, 0, 255, 255, 255]);
+    gif_bomb.extend_from_slice(&[2, 2, 0x44, 0x01, 0, b';']);
     let images: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "60000x60000 PNG header",
@@ -471,8 +498,28 @@ pub fn generate(dir: &Path, inp: &Inputs) -> Vec<Case> {
         ("PNG signature only", b"\x89PNG\r\n\x1a\n".to_vec(), "PNG"),
         ("JPEG SOI only", b"\xff\xd8\xff".to_vec(), "Jpeg"),
         (
-            "GIF (unsupported)",
+            "GIF without a frame",
             b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec(),
+            "Gif",
+        ),
+        (
+            "WebP cut after its header",
+            webp_vp8x(40, 30)[..20].to_vec(),
+            "WebP",
+        ),
+        (
+            "a real WebP declaring a 16384x16384 canvas",
+            webp_bomb,
+            "more than the",
+        ),
+        (
+            "a 1x1 GIF frame on a 60000x60000 screen",
+            gif_bomb,
+            "more than the",
+        ),
+        (
+            "TIFF (unsupported)",
+            b"II*\x00\x08\x00\x00\x00\x00\x00".to_vec(),
             "not supported",
         ),
     ];

@@ -62,7 +62,7 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 PV_MAX_PIXELS = 2048      # store pixel_values only for images resized to at most this many pixels
 RGB_MAX_PIXELS = 4096     # store the convert_to_rgb output only for inputs up to this many pixels
-SIZE_BUDGET = 1_600_000   # bytes: new images + golden/preprocess together
+SIZE_BUDGET = 1_750_000   # bytes: new images + golden/preprocess together
 
 
 # ---------------------------------------------------------------------------
@@ -209,6 +209,41 @@ def make_images(images: Path) -> list[tuple[str, str]]:
     exif[0x0112] = 6
     im.save(images / "photo_72x40_exif6.jpg", quality=90, subsampling=0, exif=exif.tobytes(), optimize=False)
     made.append(("photo_72x40_exif6.jpg", "JPEG 4:4:4 q90 with EXIF orientation 6, which is ignored (40x72 h x w)"))
+
+    # The other formats OpenAI's vision API accepts (WebP, GIF), which clients of artemis-serve
+    # send, and BMP.  Pillow decodes WebP with libwebp, GIF and BMP with its own decoders.
+    im = shapes(Image.fromarray(gradient(46, 34, (240, 10, 90), (10, 200, 250), (250, 230, 20))), 9)
+    im.save(images / "lossless_46x34.webp", lossless=True, method=4)
+    made.append(("lossless_46x34.webp", "WebP lossless RGB (VP8L)"))
+    im = shapes(Image.fromarray(gradient(50, 38, (20, 120, 40), (250, 250, 250), (200, 40, 20))), 10)
+    im.save(images / "lossy_50x38.webp", quality=80, method=4)
+    made.append(("lossy_50x38.webp", "WebP lossy RGB q80 (VP8, 4:2:0 YUV upsampled by the decoder)"))
+    rgb = gradient(36, 44, (0, 90, 255), (255, 160, 0), (40, 40, 40))
+    a = np.tile(np.linspace(0, 255, 36).round().astype(np.uint8)[None, :], (44, 1))
+    im = Image.fromarray(np.dstack([rgb, a]))
+    assert im.mode == "RGBA"
+    im.save(images / "alpha_lossy_36x44.webp", quality=85, method=4)
+    made.append(("alpha_lossy_36x44.webp", "WebP lossy with an alpha plane (VP8X + ALPH): composited onto white"))
+
+    # GIF: a palette with a transparent index, two frames (the first one is the image)
+    idx = (np.add.outer(np.arange(30) // 3, np.arange(38) // 4) % 12).astype(np.uint8)
+    pal = [int(v) for i in range(12) for v in ((i * 41 + 10) % 256, (i * 89 + 70) % 256, (i * 23 + 140) % 256)]
+    f0 = Image.frombytes("P", (38, 30), idx.tobytes())
+    f0.putpalette(pal)
+    f1 = Image.frombytes("P", (38, 30), ((idx + 5) % 12).tobytes())
+    f1.putpalette(pal)
+    f0.save(images / "anim_trns_38x30.gif", save_all=True, append_images=[f1], transparency=3, duration=100, loop=0, optimize=False)
+    made.append(("anim_trns_38x30.gif", "GIF, palette with a transparent index, 2 frames: the first, composited onto white"))
+    g = shapes(Image.fromarray(gradient(33, 21, (0, 0, 0), (255, 255, 255), (90, 90, 90))[..., 0]), 11)
+    g.save(images / "gray_33x21.gif", optimize=False)
+    made.append(("gray_33x21.gif", "GIF with a grayscale palette (Pillow opens it as L)"))
+
+    # BMP: 24-bit and 8-bit palette
+    im = shapes(Image.fromarray(gradient(41, 23, (255, 255, 0), (0, 0, 90), (0, 255, 120))), 12)
+    im.save(images / "rgb_41x23.bmp")
+    made.append(("rgb_41x23.bmp", "BMP 24-bit (bottom-up rows, 4-byte row padding at an odd width)"))
+    im.quantize(colors=16, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(images / "pal_41x23.bmp")
+    made.append(("pal_41x23.bmp", "BMP 8-bit palette"))
     return made
 
 
