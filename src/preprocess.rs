@@ -178,8 +178,46 @@ pub fn load_image_bytes(bytes: &[u8], label: &str) -> Result<DynamicImage, Prepr
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     let mut r = reader();
     r.limits(limits);
-    r.decode()
-        .map_err(|e| err(format!("{format:?} decoding failed: {e}")))
+    let img = r
+        .decode()
+        .map_err(|e| err(format!("{format:?} decoding failed: {e}")))?;
+    Ok(match format {
+        image::ImageFormat::Gif => pillow_gif_first_frame(bytes, img),
+        _ => img,
+    })
+}
+
+/// The `image` crate leaves the part of a GIF's logical screen that the first frame does not
+/// cover transparent. Pillow (`GifImagePlugin.load_prepare`) fills it with the frame's
+/// transparent index when it has one (so it is transparent there too, and white after
+/// `convert_to_rgb`), and otherwise leaves the new image's zeros: **palette index 0**, opaque.
+/// This paints that colour (the frame's local palette, else the global one, else black).
+fn pillow_gif_first_frame(bytes: &[u8], img: DynamicImage) -> DynamicImage {
+    let Ok(mut dec) = gif::DecodeOptions::new().read_info(std::io::Cursor::new(bytes)) else {
+        return img;
+    };
+    let global = dec.global_palette().map(<[u8]>::to_vec);
+    let Ok(Some(f)) = dec.next_frame_info() else {
+        return img;
+    };
+    let (w, h) = (img.width(), img.height());
+    let (left, top) = (u32::from(f.left), u32::from(f.top));
+    let (right, bottom) = (left + u32::from(f.width), top + u32::from(f.height));
+    if f.transparent.is_some() || (left == 0 && top == 0 && right >= w && bottom >= h) {
+        return img;
+    }
+    let palette = f.palette.clone().or(global).unwrap_or_default();
+    let fill = match palette.get(0..3) {
+        Some(c) => [c[0], c[1], c[2], 255],
+        None => [0, 0, 0, 255],
+    };
+    let mut rgba = img.into_rgba8();
+    for (x, y, p) in rgba.enumerate_pixels_mut() {
+        if x < left || x >= right || y < top || y >= bottom {
+            p.0 = fill;
+        }
+    }
+    DynamicImage::ImageRgba8(rgba)
 }
 
 /// The full official pipeline up to the resized uint8 image: RGB conversion, `smart_resize`

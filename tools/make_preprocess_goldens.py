@@ -238,6 +238,22 @@ def make_images(images: Path) -> list[tuple[str, str]]:
     g.save(images / "gray_33x21.gif", optimize=False)
     made.append(("gray_33x21.gif", "GIF with a grayscale palette (Pillow opens it as L)"))
 
+    # GIF whose first frame covers only part of the logical screen, no transparency: Pillow leaves
+    # palette index 0 outside the frame (the image crate leaves it transparent).  Pillow cannot
+    # write such a file, so its LZW-coded 10x12 frame is spliced behind a hand-made header.
+    pal = bytes([200, 30, 30, 30, 200, 30, 30, 30, 200, 240, 240, 0])
+    fr = Image.frombytes("P", (10, 12), bytes([(i // 10 + i % 10) % 4 for i in range(120)]))
+    fr.putpalette(list(pal))
+    import io
+    buf = io.BytesIO()
+    fr.save(buf, "GIF", optimize=False)
+    enc = buf.getvalue()
+    frame = bytearray(enc[enc.index(b"\x2c"):-1])          # image descriptor .. last data block
+    frame[1:5] = struct.pack("<HH", 7, 5)                    # left 7, top 5
+    screen = b"GIF89a" + struct.pack("<HH", 30, 26) + bytes([0x81, 2, 0]) + pal
+    (images / "offset_frame_30x26.gif").write_bytes(screen + bytes(frame) + b";")
+    made.append(("offset_frame_30x26.gif", "GIF, first frame 10x12 at (7, 5) on a 30x26 screen, no transparency: palette index 0 around it"))
+
     # BMP: 24-bit and 8-bit palette
     im = shapes(Image.fromarray(gradient(41, 23, (255, 255, 0), (0, 0, 90), (0, 255, 120))), 12)
     im.save(images / "rgb_41x23.bmp")
