@@ -808,11 +808,42 @@ async fn image_urls_are_fetched_only_when_allowed_and_within_limits() {
         "{v}"
     );
 
+    // --allow-image-urls alone fetches from public addresses only: the loopback image host is
+    // refused whether named by a literal, by a name that resolves to loopback, or by IPv6, and
+    // so is the cloud metadata address, before any connection is tried
+    let public_only = start(&dec, Some(&mm), &["--allow-image-urls"]);
+    let named = host.replace("127.0.0.1", "localhost");
+    for url in [
+        format!("{host}/img.png"),
+        format!("{named}/img.png"),
+        format!("{host}/moved").replace("127.0.0.1", "[::ffff:127.0.0.1]"),
+        "http://[::1]:9/img.png".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.255.255.1/img.png".to_string(),
+    ] {
+        let t0 = Instant::now();
+        let (status, v) = post(public_only.base.clone(), body(&url)).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (400, Some("image_url_forbidden")),
+            "{url}: {v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("--image-url-allow-private"), "{message}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{url}: {:?}",
+            t0.elapsed()
+        );
+    }
+    drop(public_only);
+
     let server = start(
         &dec,
         Some(&mm),
         &[
             "--allow-image-urls",
+            "--image-url-allow-private",
             "--image-url-max-bytes",
             "100000",
             "--image-url-timeout",

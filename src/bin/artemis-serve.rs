@@ -72,10 +72,13 @@ struct Args {
     /// (llama-server's prompt cache; -1: no limit, 0: off).
     #[arg(long = "cache-ram", visible_alias = "cram", default_value_t = 8192, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=1 << 30))]
     cache_ram: i64,
-    /// Fetch images given as http(s) URLs (off: only data: URLs). The server then reaches any
-    /// host it can reach, on the client's behalf.
+    /// Fetch images given as http(s) URLs (off: only data: URLs), from public addresses only.
     #[arg(long = "allow-image-urls")]
     allow_image_urls: bool,
+    /// With --allow-image-urls: fetch from loopback, private and link-local addresses too (the
+    /// server then reaches its own network on a client's behalf).
+    #[arg(long = "image-url-allow-private", requires = "allow_image_urls")]
+    image_url_allow_private: bool,
     /// Seconds one image URL fetch may take (connect, redirects, body).
     #[arg(long = "image-url-timeout", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     image_url_timeout: u64,
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         image_urls: args.allow_image_urls.then(|| ImageUrlLimits {
             timeout: Duration::from_secs(args.image_url_timeout),
             max_bytes: args.image_url_max_bytes as usize,
+            allow_private: args.image_url_allow_private,
         }),
         cache_ram: match args.cache_ram {
             -1 => usize::MAX,

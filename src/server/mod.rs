@@ -80,7 +80,7 @@ type Shared = Arc<AppState>;
 /// (port 0 picks a free one).
 pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
     let fetcher = match &cfg.image_urls {
-        Some(l) => Some(UrlFetcher::new(l.timeout, l.max_bytes)?),
+        Some(l) => Some(UrlFetcher::new(l.timeout, l.max_bytes, l.allow_private)?),
         None => None,
     };
     let template = ChatTemplate::from_gguf(&cfg.model).ok();
@@ -327,6 +327,8 @@ pub struct ImageUrlLimits {
     /// For the whole fetch of one image (connect, redirects, body).
     pub timeout: Duration,
     pub max_bytes: usize,
+    /// `--image-url-allow-private`: fetch from loopback, private and link-local addresses too.
+    pub allow_private: bool,
 }
 
 /// The bytes of each image: inline ones as they are, URLs fetched (or refused).
