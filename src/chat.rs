@@ -37,6 +37,9 @@ pub enum Part {
 pub struct Message {
     pub role: String,
     pub parts: Vec<Part>,
+    /// The content was given as a plain string (an OpenAI client's `"content": "…"`), so the
+    /// template sees a string, as the official `apply_chat_template` would, not a list of parts.
+    pub plain: bool,
 }
 
 impl Message {
@@ -47,33 +50,49 @@ impl Message {
         Message {
             role: "user".into(),
             parts,
+            plain: false,
         }
     }
+    /// A text-only turn whose content is a list with one text part.
     pub fn text(role: &str, text: &str) -> Message {
         Message {
             role: role.into(),
             parts: vec![Part::Text(text.to_string())],
+            plain: false,
         }
     }
-    fn to_json(&self) -> serde_json::Value {
-        let content: Vec<serde_json::Value> = self
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Image => serde_json::json!({"type": "image"}),
-                Part::Text(t) => serde_json::json!({"type": "text", "text": t}),
-            })
-            .collect();
-        serde_json::json!({"role": self.role, "content": content})
+    /// A turn whose content is a plain string.
+    pub fn string(role: &str, text: &str) -> Message {
+        Message {
+            plain: true,
+            ..Message::text(role, text)
+        }
+    }
+    /// The message as the template sees it: `{"role", "content"}` in that order (templates that
+    /// iterate a message or `tojson` it see Python's insertion order).
+    fn to_value(&self) -> minijinja::Value {
+        use minijinja::Value;
+        let content = match (self.plain, self.parts.as_slice()) {
+            (true, [Part::Text(t)]) => Value::from(t.as_str()),
+            _ => Value::from_iter(self.parts.iter().map(|p| match p {
+                Part::Image => Value::from_iter([("type", Value::from("image"))]),
+                Part::Text(t) => Value::from_iter([
+                    ("type", Value::from("text")),
+                    ("text", Value::from(t.as_str())),
+                ]),
+            })),
+        };
+        Value::from_iter([
+            ("role", Value::from(self.role.as_str())),
+            ("content", content),
+        ])
     }
     pub fn n_images(&self) -> usize {
         self.parts.iter().filter(|p| **p == Part::Image).count()
     }
 }
 
-/// Instructions a template may run per rendering: far above any real chat template over a long
-/// conversation (the fixtures' template uses ~2k for a turn), low enough to stop in about a second.
-pub const TEMPLATE_FUEL: u64 = 20_000_000;
+pub use crate::jinja::TEMPLATE_FUEL;
 
 /// The checkpoint's chat template, rendered with minijinja (Python-compatible string methods).
 pub struct ChatTemplate {
@@ -95,11 +114,8 @@ impl ChatTemplate {
         eos_token: &str,
         origin: &str,
     ) -> Result<ChatTemplate, ChatError> {
-        let mut env = minijinja::Environment::new();
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        // A template from a downloaded file must not run forever (nested huge loops).
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.add_template_owned("chat", source.to_string())
+        let mut env = crate::jinja::environment();
+        env.add_template_owned("chat", crate::jinja::rewrite_generation_tags(source))
             .map_err(|e| ChatError::Template {
                 path: origin.to_string(),
                 message: format!("chat template does not parse: {e}"),
@@ -196,17 +212,17 @@ impl ChatTemplate {
                 path: self.origin.clone(),
                 message: e.to_string(),
             })?;
-        let msgs: Vec<serde_json::Value> = messages.iter().map(Message::to_json).collect();
-        let mut ctx = serde_json::json!({
-            "messages": msgs,
-            "add_generation_prompt": add_generation_prompt,
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-        });
+        let msgs = minijinja::Value::from_iter(messages.iter().map(Message::to_value));
+        let mut ctx = vec![
+            ("messages", msgs),
+            ("add_generation_prompt", add_generation_prompt.into()),
+            ("bos_token", self.bos_token.as_str().into()),
+            ("eos_token", self.eos_token.as_str().into()),
+        ];
         if let Some(t) = enable_thinking {
-            ctx["enable_thinking"] = t.into();
+            ctx.push(("enable_thinking", t.into()));
         }
-        tmpl.render(minijinja::Value::from_serialize(&ctx))
+        tmpl.render(minijinja::Value::from_iter(ctx))
             .map_err(|e| ChatError::Template {
                 path: self.origin.clone(),
                 message: format!("rendering the chat template failed: {e}"),

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod families;
 pub mod gguf;
 pub mod input;
+pub mod jinja;
 pub mod keys;
 pub mod llama;
 pub mod mmproj;

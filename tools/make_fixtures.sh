@@ -41,3 +41,4 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
 "$VENV/bin/python" tools/make_fixtures.py "$OUT"
 # make_fixtures.py recreates images/ and golden/; the preprocessing goldens go on top of them.
 "$VENV/bin/python" tools/make_preprocess_goldens.py "$OUT"
+"$VENV/bin/python" tools/make_template_goldens.py "$OUT"

@@ -362,9 +362,11 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
                 ))
             }
         }
+        let plain = matches!(m.get("content"), Some(Value::String(_)));
         messages.push(Message {
             role: role.to_string(),
             parts,
+            plain,
         });
     }
     let enable_thinking = v
