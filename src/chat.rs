@@ -115,7 +115,7 @@ impl ChatTemplate {
         origin: &str,
     ) -> Result<ChatTemplate, ChatError> {
         let mut env = crate::jinja::environment();
-        env.add_template_owned("chat", crate::jinja::rewrite_generation_tags(source))
+        env.add_template_owned("chat", crate::jinja::python_source(source))
             .map_err(|e| ChatError::Template {
                 path: origin.to_string(),
                 message: format!("chat template does not parse: {e}"),
@@ -218,6 +218,10 @@ impl ChatTemplate {
             ("add_generation_prompt", add_generation_prompt.into()),
             ("bos_token", self.bos_token.as_str().into()),
             ("eos_token", self.eos_token.as_str().into()),
+            // transformers always passes these (None without tools or documents), so a template's
+            // `tools is defined` / `tools is not none` tests see what they see officially
+            ("tools", minijinja::Value::from(())),
+            ("documents", minijinja::Value::from(())),
         ];
         if let Some(t) = enable_thinking {
             ctx.push(("enable_thinking", t.into()));

@@ -59,6 +59,65 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
+/// The template source rewritten where Jinja2 (Python) and minijinja read it differently: the
+/// `{% generation %}` tags (see [`rewrite_generation_tags`]) and, inside tags, a backslash before
+/// a line break, which Python's string-literal rules drop together with the line break
+/// (`"…Paris.\⏎Your…"` in Mistral-Small-3.1's template is one line).
+pub fn python_source(source: &str) -> String {
+    join_continued_lines_in_tags(&rewrite_generation_tags(source))
+}
+
+/// Removes `\` + line break inside `{{ … }}` and `{% … %}` (an escaped backslash `\\` stays).
+fn join_continued_lines_in_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    loop {
+        let open = match (rest.find("{{"), rest.find("{%")) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
+        let close_pat = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        out.push_str(&rest[..open]);
+        let tag = &rest[open..];
+        let Some(close) = tag[2..].find(close_pat).map(|i| i + 2 + close_pat.len()) else {
+            out.push_str(tag);
+            return out;
+        };
+        let mut chars = tag[..close].chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.peek() {
+                Some('\n') => {
+                    chars.next();
+                }
+                Some('\r') => {
+                    chars.next();
+                    if chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                }
+                Some(&next) => {
+                    out.push(c);
+                    out.push(next);
+                    chars.next();
+                }
+                None => out.push(c),
+            }
+        }
+        rest = &tag[close..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The template source with transformers' `{% generation %}` / `{% endgeneration %}` tags turned
 /// into an always-true `if` block, keeping their whitespace control (`-`, `+`).
 pub fn rewrite_generation_tags(source: &str) -> String {
@@ -448,6 +507,14 @@ mod tests {
         assert_eq!(
             rewrite_generation_tags("unclosed {% tag"),
             "unclosed {% tag"
+        );
+    }
+
+    #[test]
+    fn a_backslash_line_break_inside_a_tag_is_one_line_as_in_python() {
+        assert_eq!(
+            python_source("{{ \"a\\\nb\" }}x\\\ny{% set s = 'c\\\r\nd\\\\' %}"),
+            "{{ \"ab\" }}x\\\ny{% set s = 'cd\\\\' %}"
         );
     }
 

@@ -93,6 +93,14 @@ CASES = [
      "{{ messages[-1].role }}|{{ messages | map(attribute='role') | join(',') }}|"
      "{{ messages[0].content.strip().rstrip('d').lstrip('H') }}|{{ 'a,b,,c'.split(',') }}|"
      "{{ messages[0].content | trim | capitalize }}|{{ 'x' ~ 3 ~ none }}|{{ 'ab' * 3 }}"),
+    # a backslash before a line break inside a string literal joins the lines (Python's rule;
+    # Mistral-Small-3.1's default system prompt is written that way)
+    ("line_continuation_in_a_string", CHAT[:1], False,
+     '{%- set p = "First line.\\\nSecond part, \\\\ kept." -%}{{ p }}|{{ \'a\\\nb\' }}|text \\\nkept'),
+    # transformers passes tools=None and documents=None when there are none
+    ("tools_and_documents_are_none", CHAT[:1], False,
+     "{% if tools is defined %}d{% endif %}{% if tools is none %}n{% endif %}{% if documents is not none %}x{% endif %}"
+     "{% if tools is not none and tools|length > 0 %}T{% endif %}{% if tools %}t{% endif %}"),
     ("undefined_values", CHAT[:1], False,
      "[{{ missing }}][{% if missing is defined %}d{% else %}u{% endif %}][{{ messages[0].missing }}]"
      "[{{ messages[0].get('missing', 'dflt') }}][{{ messages[0].missing | default('D') }}]"
