@@ -74,6 +74,8 @@ impl Message {
         use minijinja::Value;
         let content = match (self.plain, self.parts.as_slice()) {
             (true, [Part::Text(t)]) => Value::from(t.as_str()),
+            // `"content": null` (an assistant turn that only called tools) stays None
+            (true, []) => Value::from(()),
             _ => Value::from_iter(self.parts.iter().map(|p| match p {
                 Part::Image => Value::from_iter([("type", Value::from("image"))]),
                 Part::Text(t) => Value::from_iter([

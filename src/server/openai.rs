@@ -362,7 +362,10 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
                 ))
             }
         }
-        let plain = matches!(m.get("content"), Some(Value::String(_)));
+        let plain = matches!(
+            m.get("content"),
+            Some(Value::String(_)) | Some(Value::Null) | None
+        );
         messages.push(Message {
             role: role.to_string(),
             parts,
