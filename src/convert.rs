@@ -211,11 +211,11 @@ pub fn plan(ckpt: &Checkpoint, opts: &ConvertOptions) -> Result<ConversionPlan, 
 
     // The decoder mapping always runs so that every decoder tensor is checked and accounted for.
     let vocab = if want_decoder {
-        Some(Vocab::from_checkpoint_dir(
-            &ckpt.dir,
-            text.vocab_size,
-            opts.add_special,
-        )?)
+        let mut vocab = Vocab::from_checkpoint_dir(&ckpt.dir, text.vocab_size, opts.add_special)?;
+        if family.chat_template == crate::families::TemplateOwner::Processor {
+            vocab.chat_template = crate::vocab::chat_template::processor_template(&ckpt.dir)?;
+        }
+        Some(vocab)
     } else {
         None
     };

@@ -246,7 +246,7 @@ fn metadata_uses_llama_cpp_keys_in_order() {
 }
 
 #[test]
-fn tokenizer_config_template_takes_precedence_but_its_add_flags_are_ignored() {
+fn chat_template_jinja_beats_the_config_template_and_the_config_add_flags_are_ignored() {
     let dir = tekken_checkpoint("precedence");
     dir.write_json(
         "tokenizer_config.json",
@@ -264,7 +264,16 @@ fn tokenizer_config_template_takes_precedence_but_its_add_flags_are_ignored() {
         }),
     );
     let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
-    // The config's list beats chat_template.jinja; its "default" entry is the template.
+    // transformers 5's tokenizer reads chat_template.jinja first and the config's template only
+    // without one (gguf-py has it the other way round); see chat_template_sources_match_official.
+    // (read as Python reads text: universal newlines)
+    let jinja = std::fs::read_to_string(dir.path().join("chat_template.jinja"))
+        .unwrap()
+        .replace("\r\n", "\n");
+    assert_eq!(vocab.chat_template.as_deref(), Some(jinja.as_str()));
+    std::fs::remove_file(dir.path().join("chat_template.jinja")).unwrap();
+    let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
+    // then the config's list gives its "default" entry
     assert_eq!(vocab.chat_template.as_deref(), Some("DEFAULT"));
     // add_bos_token false in tokenizer_config.json does not beat the post-processor: transformers
     // 5 drops the key when tokenizer.json exists, and the official tokenizer adds <s>. Both keys
@@ -283,7 +292,7 @@ fn tokenizer_config_template_takes_precedence_but_its_add_flags_are_ignored() {
 }
 
 #[test]
-fn falls_back_to_chat_template_json_and_config_json_ids() {
+fn ignores_chat_template_json_and_falls_back_to_config_json_ids() {
     let dir = TempDir::new("fallbacks");
     let mut tokenizer = tokenizer_json(tekken_pre_tokenizer(TEKKEN_REGEX));
     tokenizer["model"]["merges"] = json!(["a b", "\u{120} a"]);
@@ -296,7 +305,8 @@ fn falls_back_to_chat_template_json_and_config_json_ids() {
     );
     let vocab = Vocab::from_checkpoint_dir(dir.path(), 20, AddSpecialOverride::default()).unwrap();
     assert_eq!(vocab.merges, ["a b", "\u{120} a"]);
-    assert_eq!(vocab.chat_template.as_deref(), Some("FROM JSON"));
+    // chat_template.json is the (legacy) processor's file: the tokenizer never reads it
+    assert_eq!(vocab.chat_template, None);
     // tokenizer_config.json's bos wins; config.json only fills what is still unset.
     assert_eq!(vocab.bos_id, Some(1));
     assert_eq!(vocab.eos_id, Some(2));

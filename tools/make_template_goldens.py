@@ -111,6 +111,86 @@ STRFTIME_FORMATS = ["%Y-%m-%d", "%d %b %Y", "%B %d, %Y", "%A %H:%M:%S", "%a %y %
 STRFTIME_TIMES = [0, 1721995509, 1764547200 - 1, 2000000000]
 
 
+# Where the template comes from: files laid out on top of a copy of a fixture's tokenizer (and,
+# for the processor, its processor_config.json), loaded with AutoTokenizer / AutoProcessor.
+ABSENT = "__absent__"
+L = [{"name": "default", "template": "LIST_DEFAULT"}, {"name": "tool_use", "template": "LIST_TOOLS"}]
+L_NODEF = [{"name": "rag", "template": "LIST_RAG"}, {"name": "tool_use", "template": "LIST_TOOLS"}]
+SOURCE_CASES = [
+    # name, owner, tokenizer_config chat_template, chat_template.jinja, chat_template.json,
+    # processor_config chat_template, additional_chat_templates/
+    ("nothing", "tokenizer", ABSENT, None, None, ABSENT, {}),
+    ("config_string", "tokenizer", "CONFIG", None, None, ABSENT, {}),
+    ("config_null", "tokenizer", None, None, None, ABSENT, {}),
+    ("config_list", "tokenizer", L, None, None, ABSENT, {}),
+    ("config_list_without_default", "tokenizer", L_NODEF, None, None, ABSENT, {}),
+    ("jinja", "tokenizer", ABSENT, "JINJA", None, ABSENT, {}),
+    ("jinja_beats_config_string", "tokenizer", "CONFIG", "JINJA", None, ABSENT, {}),
+    ("jinja_beats_config_null", "tokenizer", None, "JINJA", None, ABSENT, {}),
+    ("jinja_beats_config_list", "tokenizer", L, "JINJA", None, ABSENT, {}),
+    ("json_is_not_the_tokenizers", "tokenizer", ABSENT, None, "JSON", ABSENT, {}),
+    ("config_beats_json", "tokenizer", "CONFIG", None, "JSON", ABSENT, {}),
+    ("additional_default", "tokenizer", ABSENT, None, None, ABSENT, {"default": "ADD_DEFAULT"}),
+    ("additional_default_beats_jinja", "tokenizer", ABSENT, "JINJA", None, ABSENT, {"default": "ADD_DEFAULT"}),
+    ("jinja_with_additional_named", "tokenizer", ABSENT, "JINJA", None, ABSENT, {"tool_use": "ADD_TOOLS"}),
+    ("additional_hides_config", "tokenizer", "CONFIG", None, None, ABSENT, {"tool_use": "ADD_TOOLS"}),
+    ("processor_nothing_but_config", "processor", "CONFIG", None, None, ABSENT, {}),
+    ("processor_jinja", "processor", "CONFIG", "JINJA", None, ABSENT, {}),
+    ("processor_json_beats_jinja", "processor", ABSENT, "JINJA", "JSON", ABSENT, {}),
+    ("processor_config_beats_json", "processor", ABSENT, "JINJA", "JSON", "PROCESSOR_CONFIG", {}),
+    ("processor_config_null_falls_through", "processor", ABSENT, "JINJA", None, None, {}),
+    ("processor_jinja_beats_additional_default", "processor", ABSENT, "JINJA", None, ABSENT, {"default": "ADD_DEFAULT"}),
+    ("processor_additional_only", "processor", ABSENT, None, None, ABSENT, {"default": "ADD_DEFAULT", "x": "ADD_X"}),
+    ("processor_additional_without_default", "processor", ABSENT, None, None, ABSENT, {"x": "ADD_X"}),
+    ("processor_json_list", "processor", ABSENT, None, L, ABSENT, {}),
+]
+
+
+def source_cases(fixtures: Path) -> list:
+    import shutil
+    import tempfile
+    from transformers import AutoProcessor, AutoTokenizer
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, owner, tc_t, jinja, json_t, pc_t, extra in SOURCE_CASES:
+            src = fixtures / ("tiny" if owner == "tokenizer" else "llava_qwen3")
+            d = Path(tmp) / name
+            d.mkdir()
+            for f in ["tokenizer.json", "tokenizer_config.json", "processor_config.json", "config.json"]:
+                if (src / f).exists():
+                    shutil.copy(src / f, d / f)
+            tc = json.loads((d / "tokenizer_config.json").read_text())
+            tc.pop("chat_template", None)
+            if tc_t != ABSENT:
+                tc["chat_template"] = tc_t
+            (d / "tokenizer_config.json").write_text(json.dumps(tc))
+            if owner == "processor":
+                pc = json.loads((d / "processor_config.json").read_text())
+                pc.pop("chat_template", None)
+                if pc_t != ABSENT:
+                    pc["chat_template"] = pc_t
+                (d / "processor_config.json").write_text(json.dumps(pc))
+            if jinja is not None:
+                (d / "chat_template.jinja").write_text(jinja)
+            if json_t is not None:
+                (d / "chat_template.json").write_text(json.dumps({"chat_template": json_t}))
+            if extra:
+                (d / "additional_chat_templates").mkdir()
+                for k, v in extra.items():
+                    (d / "additional_chat_templates" / f"{k}.jinja").write_text(v)
+            obj = AutoTokenizer.from_pretrained(d) if owner == "tokenizer" else AutoProcessor.from_pretrained(d)
+            msgs = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+            try:
+                rendered = obj.apply_chat_template(msgs, tokenize=False)
+            except Exception:
+                rendered = None
+            rows.append(dict(name=name, owner=owner, tokenizer_config=tc_t, chat_template_jinja=jinja,
+                             chat_template_json=json_t, processor_config=pc_t, additional=extra,
+                             rendered=rendered))
+            print(f"{name:44s} {owner:9s} -> {rendered!r}")
+    return rows
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "fixtures")
     cases = []
@@ -138,6 +218,15 @@ def main() -> None:
         "cases": cases,
         "strftime": strf,
     }
+    sources = {
+        "what": "which template apply_chat_template renders (tokenizer: AutoTokenizer; processor: AutoProcessor) "
+                "for each layout of template files; rendered null = transformers renders none. The tokenizer "
+                "cases start from fixtures/tiny, the processor cases from fixtures/llava_qwen3; "
+                "'__absent__' = no such key.",
+        "versions": {"transformers": transformers.__version__},
+        "cases": source_cases(out),
+    }
+    (out / "golden" / "chat_template_sources.json").write_text(json.dumps(sources, indent=1) + "\n")
     path = out / "golden" / "chat_templates.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     print(f"{path}: {len(cases)} cases, {len(strf)} strftime rows")

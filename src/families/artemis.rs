@@ -15,6 +15,8 @@ pub const ARTEMIS: Family = Family {
     decoder_arch: |_: &Value| -> Result<&'static DecoderArch, String> { Ok(&LLAMA) },
     decoder_prefixes: ARTEMIS_DECODER_PREFIXES,
     vision: Some(plan_mmproj),
+    // ArtemisVLMProcessor.apply_chat_template calls the tokenizer's
+    chat_template: super::TemplateOwner::Tokenizer,
 };
 
 fn plan_mmproj(v: &VisionInput) -> Result<VisionPlan, ConvertError> {

@@ -27,6 +27,8 @@ pub const LLAVA: Family = Family {
     decoder_arch,
     decoder_prefixes: LLAVA_DECODER_PREFIXES,
     vision: Some(plan_mmproj),
+    // LlavaProcessor.apply_chat_template: the processor's own template
+    chat_template: super::TemplateOwner::Processor,
 };
 
 fn decoder_arch(text: &Value) -> Result<&'static DecoderArch, String> {

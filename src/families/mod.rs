@@ -14,6 +14,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{ConfigError, TextConfig};
 use crate::decoder::DecoderArch;
 use crate::plan::{FilePlan, OutType};
+pub use crate::vocab::chat_template::TemplateOwner;
 
 pub mod artemis;
 pub mod llava;
@@ -32,6 +33,8 @@ pub struct Family {
     pub decoder_prefixes: &'static [&'static [(&'static str, &'static str)]],
     /// The mmproj planner of a vision-language family.
     pub vision: Option<fn(&VisionInput) -> Result<VisionPlan, crate::convert::ConvertError>>,
+    /// Whose chat template the official implementation renders (the two find it differently).
+    pub chat_template: TemplateOwner,
 }
 
 /// What a vision planner gets.

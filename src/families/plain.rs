@@ -12,6 +12,7 @@ pub const MISTRAL: Family = Family {
     decoder_arch: |_: &Value| -> Result<&'static DecoderArch, String> { Ok(&LLAMA) },
     decoder_prefixes: STANDALONE_DECODER_PREFIXES,
     vision: None,
+    chat_template: super::TemplateOwner::Tokenizer,
 };
 
 pub const QWEN3_DECODER: Family = Family {
@@ -21,4 +22,5 @@ pub const QWEN3_DECODER: Family = Family {
     decoder_arch: |_: &Value| -> Result<&'static DecoderArch, String> { Ok(&QWEN3) },
     decoder_prefixes: STANDALONE_DECODER_PREFIXES,
     vision: None,
+    chat_template: super::TemplateOwner::Tokenizer,
 };

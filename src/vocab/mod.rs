@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 use crate::gguf::MetaValue;
 
 mod add_special;
+pub mod chat_template;
 pub use add_special::{AddSpecial, AddSpecialOverride};
 
 /// `tokenizer.ggml.model` for GPT-2 byte-level BPE (`_set_vocab_gpt2`).
@@ -992,8 +993,9 @@ fn special_vocab(
         }
     }
 
+    special.chat_template =
+        chat_template::tokenizer_template(dir, tokenizer_config_path, tc.as_ref())?;
     if let Some(tc) = &tc {
-        special.chat_template = chat_template(dir, tokenizer_config_path, tc)?;
         for (slot, typ) in special.ids.iter_mut().zip(SPECIAL_TYPES) {
             let content = match tc.get(&format!("{typ}_token")) {
                 Some(Value::String(content)) => content.as_str(),
@@ -1050,68 +1052,6 @@ fn special_token_id(
     u32::try_from(id)
         .map(Some)
         .map_err(|_| invalid(path, format!("{typ}_token_id {id} is not a valid token id")))
-}
-
-/// gguf-py `SpecialVocab`'s chat template. A `chat_template` key in tokenizer_config.json wins,
-/// even when it is null. Otherwise the template comes from chat_template.jinja, and failing that
-/// from chat_template.json's `chat_template`. A list of {name, template} gives its "default"
-/// entry, as GGUFWriter.add_chat_template does. A value of any other type is ignored, with a warning
-/// upstream.
-fn chat_template(
-    dir: &Path,
-    tokenizer_config_path: &Path,
-    tc: &Map<String, Value>,
-) -> Result<Option<String>, VocabError> {
-    let (value, source) = match tc.get("chat_template") {
-        Some(value) => (value.clone(), tokenizer_config_path.to_path_buf()),
-        None => {
-            let jinja = dir.join("chat_template.jinja");
-            let json = dir.join("chat_template.json");
-            if jinja.is_file() {
-                (Value::String(universal_newlines(read_text(&jinja)?)), jinja)
-            } else if json.is_file() {
-                let value = read_json_object(&json)?
-                    .get("chat_template")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                (value, json)
-            } else {
-                (Value::Null, tokenizer_config_path.to_path_buf())
-            }
-        }
-    };
-    match value {
-        Value::String(template) => Ok(Some(template)),
-        Value::Array(choices) => default_chat_template(&source, &choices),
-        _ => Ok(None),
-    }
-}
-
-/// The "default" template of a `[{name, template}, …]` list. Named alternatives become
-/// `tokenizer.chat_template.<name>` upstream and are not carried by [`Vocab`].
-fn default_chat_template(path: &Path, choices: &[Value]) -> Result<Option<String>, VocabError> {
-    let mut default = None;
-    for (i, choice) in choices.iter().enumerate() {
-        let choice = choice
-            .as_object()
-            .ok_or_else(|| invalid(path, format!("chat_template[{i}] is not an object")))?;
-        let name = choice.get("name").and_then(Value::as_str).unwrap_or("");
-        match choice.get("template") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(template)) => {
-                if name == "default" {
-                    default = Some(template.clone());
-                }
-            }
-            Some(_) => {
-                return Err(invalid(
-                    path,
-                    format!("chat_template[{i}].template is not a string"),
-                ))
-            }
-        }
-    }
-    Ok(default)
 }
 
 /// Python's truthiness of a JSON value; `None` is a missing key.
