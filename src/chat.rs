@@ -106,6 +106,9 @@ pub struct ChatTemplate {
     pub add_bos_key: Option<bool>,
     /// `tokenizer.ggml.pre`, for messages about that default.
     pub pre_tokenizer: Option<String>,
+    /// The special tokens the template sees (`bos_token`, `eos_token`, …): the official
+    /// tokenizer's, from our GGUF key; for a GGUF without it, the texts of llama.cpp's ids.
+    pub special_tokens: Vec<(String, String)>,
     origin: String,
 }
 
@@ -128,6 +131,11 @@ impl ChatTemplate {
             eos_token: eos_token.into(),
             add_bos_key: None,
             pre_tokenizer: None,
+            special_tokens: [("bos_token", bos_token), ("eos_token", eos_token)]
+                .into_iter()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
             origin: origin.into(),
         })
     }
@@ -167,6 +175,29 @@ impl ChatTemplate {
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
             .map(str::to_string);
+        match g
+            .get(crate::keys::CHAT_TEMPLATE_SPECIAL_TOKENS)
+            .and_then(|v| v.as_array())
+        {
+            Some(entries) => {
+                template.special_tokens = entries
+                    .iter()
+                    .filter_map(|e| e.as_str()?.split_once('='))
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .collect();
+            }
+            None => {
+                for (name, key) in [
+                    ("unk_token", "tokenizer.ggml.unknown_token_id"),
+                    ("pad_token", "tokenizer.ggml.padding_token_id"),
+                ] {
+                    let text = token(key);
+                    if !text.is_empty() {
+                        template.special_tokens.push((name.to_string(), text));
+                    }
+                }
+            }
+        }
         Ok(template)
     }
 
@@ -218,13 +249,16 @@ impl ChatTemplate {
         let mut ctx = vec![
             ("messages", msgs),
             ("add_generation_prompt", add_generation_prompt.into()),
-            ("bos_token", self.bos_token.as_str().into()),
-            ("eos_token", self.eos_token.as_str().into()),
             // transformers always passes these (None without tools or documents), so a template's
             // `tools is defined` / `tools is not none` tests see what they see officially
             ("tools", minijinja::Value::from(())),
             ("documents", minijinja::Value::from(())),
         ];
+        // the tokenizer's special tokens: a token the tokenizer does not have (e.g. Qwen's BOS)
+        // is left undefined, as in transformers' special_tokens_map
+        for (name, text) in &self.special_tokens {
+            ctx.push((name.as_str(), text.as_str().into()));
+        }
         if let Some(t) = enable_thinking {
             ctx.push(("enable_thinking", t.into()));
         }

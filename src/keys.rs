@@ -12,3 +12,7 @@ pub const RESIZE_SHORTEST_EDGE: &str = "clip.vision.preproc.shortest_edge";
 pub const CROP_SIZE: &str = "clip.vision.preproc.crop_size";
 /// The text that stands for one image in the checkpoint's chat template (e.g. `<image>`).
 pub const IMAGE_PLACEHOLDER: &str = "clip.vision.preproc.image_placeholder";
+/// The special tokens transformers hands the chat template (`tokenizer.special_tokens_map`), as
+/// `name=text` strings (`bos_token=<s>`); a token the official tokenizer lacks is not listed,
+/// whatever ids llama.cpp is given.
+pub const CHAT_TEMPLATE_SPECIAL_TOKENS: &str = "artemis.chat_template.special_tokens";

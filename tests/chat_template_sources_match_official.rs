@@ -10,6 +10,7 @@ mod common;
 
 use std::path::Path;
 
+use artemis_gguf::chat::ChatTemplate;
 use artemis_gguf::convert::{self, ConvertOptions, OutTypeArg};
 use artemis_gguf::gguf::GgufFile;
 use artemis_gguf::plan::{FileKind, OutType};
@@ -145,5 +146,79 @@ fn the_converter_asks_the_family_whose_template_it_renders() {
             .and_then(|v| v.as_str())
             .map(str::to_string);
         assert_eq!(template.as_deref(), Some(want), "{fixture}");
+    }
+}
+
+/// The template sees the special tokens transformers passes it (`tokenizer.special_tokens_map`):
+/// those the official tokenizer has, and no others; a Qwen tokenizer has no BOS, so `bos_token`
+/// is undefined there even where llama.cpp is given a BOS id.
+#[test]
+fn the_template_sees_the_special_tokens_the_official_tokenizer_has() {
+    let path = fixtures().join("golden/chat_template_sources.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let maps = doc["special_tokens_map"].as_object().unwrap();
+    assert!(maps.len() >= 4);
+    let root = temp_dir("template-tokens");
+    for (fixture, want) in maps {
+        let opts = ConvertOptions {
+            out_dir: root.join(fixture),
+            outtype: OutTypeArg::Fixed(OutType::F32),
+            name: Some(fixture.clone()),
+            only: Some(FileKind::Decoder),
+            quiet: true,
+            ..ConvertOptions::default()
+        };
+        let report = convert::convert(&fixtures().join(fixture), &opts).unwrap();
+        let t = ChatTemplate::from_gguf(&report.written[0]).unwrap();
+        let got: serde_json::Map<String, Value> = t
+            .special_tokens
+            .iter()
+            .map(|(n, s)| (n.clone(), json!(s)))
+            .collect();
+        assert_eq!(&Value::Object(got), want, "{fixture}");
+        // and undefined means undefined in the template
+        let mut probe = ChatTemplate::new(
+            "{% if bos_token is defined %}B{% endif %}[{{ eos_token }}|{{ pad_token }}]",
+            "",
+            "",
+            fixture,
+        )
+        .unwrap();
+        probe.special_tokens = t.special_tokens.clone();
+        let b = if want.get("bos_token").is_some() {
+            "B"
+        } else {
+            ""
+        };
+        let eos = want["eos_token"].as_str().unwrap();
+        let pad = want["pad_token"].as_str().unwrap();
+        assert_eq!(
+            probe.render(&[], false, None).unwrap(),
+            format!("{b}[{eos}|{pad}]")
+        );
+    }
+}
+
+/// transformers' special tokens for a tokenizer_config.json: its `<name>_token` entries (strings
+/// or AddedToken objects, `null` meaning none), else the tokenizer class's defaults.
+#[test]
+fn special_tokens_follow_the_tokenizer_config_and_its_class_defaults() {
+    let path = fixtures().join("golden/chat_template_sources.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let rows = doc["special_tokens_by_config"].as_array().unwrap();
+    assert!(rows.len() >= 7);
+    for row in rows {
+        let tc = row["tokenizer_config"].as_object().unwrap();
+        // (as sets: serde_json's map does not keep the golden's order)
+        let mut got = artemis_gguf::vocab::chat_template::template_special_tokens(Some(tc));
+        got.sort();
+        let mut want: Vec<(String, String)> = row["map"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{}", tc["tokenizer_class"]);
     }
 }

@@ -219,6 +219,8 @@ fn metadata_uses_llama_cpp_keys_in_order() {
             "tokenizer.ggml.add_bos_token",
             "tokenizer.ggml.add_eos_token",
             "tokenizer.chat_template",
+            // ours, after llama.cpp's: the special tokens transformers gives the template
+            "artemis.chat_template.special_tokens",
         ]
     );
     let value = |key: &str| &meta.iter().find(|(k, _)| k == key).unwrap().1;

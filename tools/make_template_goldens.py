@@ -23,6 +23,7 @@ from pathlib import Path
 
 import jinja2
 import transformers
+from transformers import AutoTokenizer
 from transformers.utils.chat_template_utils import render_jinja_template
 
 BOS, EOS = "<s>", "</s>"
@@ -191,6 +192,32 @@ def source_cases(fixtures: Path) -> list:
     return rows
 
 
+CONFIG_EDITS = [
+    {"tokenizer_class": "Qwen2Tokenizer"},
+    {"tokenizer_class": "Qwen2TokenizerFast", "unk_token": None},
+    {"tokenizer_class": "GPT2TokenizerFast"},
+    {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|im_start|>"},
+    {"tokenizer_class": "LlamaTokenizerFast"},
+    {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": {"__type": "AddedToken", "content": "<|im_start|>", "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}},
+    {"tokenizer_class": "TokenizersBackend", "sep_token": "<|im_start|>", "cls_token": "<|endoftext|>"},
+]
+
+
+def special_tokens_by_config(out: Path) -> list:
+    import shutil
+    import tempfile
+    rows = []
+    for edit in CONFIG_EDITS:
+        with tempfile.TemporaryDirectory() as d:
+            for f in ["tokenizer.json", "tokenizer_config.json"]:
+                shutil.copy(out / "llava_qwen3" / f, Path(d) / f)
+            tc = json.loads((Path(d) / "tokenizer_config.json").read_text())
+            tc.update(edit)
+            (Path(d) / "tokenizer_config.json").write_text(json.dumps(tc))
+            rows.append({"tokenizer_config": tc, "map": AutoTokenizer.from_pretrained(d).special_tokens_map})
+    return rows
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "fixtures")
     cases = []
@@ -225,6 +252,11 @@ def main() -> None:
                 "'__absent__' = no such key.",
         "versions": {"transformers": transformers.__version__},
         "cases": source_cases(out),
+        # what apply_chat_template passes the template besides messages (tokenizer.special_tokens_map)
+        "special_tokens_map": {f: AutoTokenizer.from_pretrained(out / f).special_tokens_map
+                               for f in ["tiny", "small", "llava_qwen3", "llava_mistral"]},
+        # the same for llava_qwen3's tokenizer with tokenizer_config.json edited (class defaults)
+        "special_tokens_by_config": special_tokens_by_config(out),
     }
     (out / "golden" / "chat_template_sources.json").write_text(json.dumps(sources, indent=1) + "\n")
     path = out / "golden" / "chat_templates.json"

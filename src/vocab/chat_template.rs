@@ -164,3 +164,47 @@ pub fn processor_template(dir: &Path) -> Result<Option<String>, VocabError> {
     }
     Ok(default_of(named))
 }
+
+/// The special tokens transformers passes to the template (`tokenizer.special_tokens_map`), in
+/// its attribute order: tokenizer_config.json's `<name>_token` entries (a string or an added-token
+/// object), where a key is absent the tokenizer class's default. Class defaults measured on
+/// transformers 5.23: `Qwen2Tokenizer` has eos, unk and pad `<|endoftext|>` and no bos;
+/// `GPT2Tokenizer` has bos, eos and unk `<|endoftext|>`; `TokenizersBackend` (and the Llama and
+/// Mistral classes, which load as it for a byte-level tokenizer.json) has none.
+pub fn template_special_tokens(
+    tokenizer_config: Option<&Map<String, Value>>,
+) -> Vec<(String, String)> {
+    const ATTRS: [&str; 7] = [
+        "bos_token",
+        "eos_token",
+        "unk_token",
+        "sep_token",
+        "pad_token",
+        "cls_token",
+        "mask_token",
+    ];
+    let class = tokenizer_config
+        .and_then(|tc| tc.get("tokenizer_class"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let class_default = |attr: &str| -> Option<&'static str> {
+        match (class.trim_end_matches("Fast"), attr) {
+            ("Qwen2Tokenizer", "eos_token" | "unk_token" | "pad_token") => Some("<|endoftext|>"),
+            ("GPT2Tokenizer", "bos_token" | "eos_token" | "unk_token") => Some("<|endoftext|>"),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    for attr in ATTRS {
+        let text = match tokenizer_config.and_then(|tc| tc.get(attr)) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_string),
+            Some(_) => None,
+            None => class_default(attr).map(str::to_string),
+        };
+        if let Some(text) = text {
+            out.push((attr.to_string(), text));
+        }
+    }
+    out
+}

@@ -165,6 +165,8 @@ pub struct Vocab {
     /// `tokenizer.ggml.add_bos_token` / `add_eos_token`, with where each came from.
     pub add_special: AddSpecial,
     pub chat_template: Option<String>,
+    /// What the official `apply_chat_template` passes the template as special tokens.
+    pub template_tokens: Vec<(String, String)>,
 }
 
 impl Vocab {
@@ -225,6 +227,7 @@ impl Vocab {
             merges = read_merges_txt(&merges_txt)?;
         }
 
+        let template_tokens = chat_template::template_special_tokens(tokenizer_config.as_ref());
         let special = special_vocab(dir, &tokenizer_config_path, tokenizer_config, &added)?;
 
         let add_special = add_special::decide(
@@ -247,6 +250,7 @@ impl Vocab {
             pad_id: special.ids[3],
             add_special,
             chat_template: special.chat_template,
+            template_tokens,
         })
     }
 
@@ -307,6 +311,15 @@ impl Vocab {
                 MetaValue::Str(template.clone()),
             ));
         }
+        kv.push((
+            crate::keys::CHAT_TEMPLATE_SPECIAL_TOKENS.to_string(),
+            MetaValue::Array(
+                self.template_tokens
+                    .iter()
+                    .map(|(name, text)| MetaValue::Str(format!("{name}={text}")))
+                    .collect(),
+            ),
+        ));
         kv
     }
 }
