@@ -40,7 +40,13 @@ pub struct Message {
     /// The content was given as a plain string (an OpenAI client's `"content": "…"`), so the
     /// template sees a string, as the official `apply_chat_template` would, not a list of parts.
     pub plain: bool,
+    /// The message's other fields as the client sent them (`name`, `reasoning_content`, …), which
+    /// the official `apply_chat_template` passes to the template too.
+    pub fields: Vec<(String, serde_json::Value)>,
 }
+
+/// Where transformers looks for a message's reasoning, in order (`_REASONING_FIELDS`).
+const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
 impl Message {
     /// A user turn: one image part per image, before the text (as the official processor does).
@@ -51,6 +57,7 @@ impl Message {
             role: "user".into(),
             parts,
             plain: false,
+            fields: Vec::new(),
         }
     }
     /// A text-only turn whose content is a list with one text part.
@@ -59,6 +66,7 @@ impl Message {
             role: role.into(),
             parts: vec![Part::Text(text.to_string())],
             plain: false,
+            fields: Vec::new(),
         }
     }
     /// A turn whose content is a plain string.
@@ -84,10 +92,30 @@ impl Message {
                 ]),
             })),
         };
-        Value::from_iter([
-            ("role", Value::from(self.role.as_str())),
-            ("content", content),
-        ])
+        // transformers' `_alias_reasoning_fields`: {"thinking": r, **message, "reasoning_content": r}
+        let reasoning = REASONING_FIELDS.iter().find_map(|k| {
+            self.fields
+                .iter()
+                .find(|(name, v)| name == k && !v.is_null())
+                .map(|(_, v)| v.clone())
+        });
+        let mut map: Vec<(String, Value)> = Vec::new();
+        let mut set = |k: &str, v: Value| match map.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v,
+            None => map.push((k.to_string(), v)),
+        };
+        if let Some(r) = &reasoning {
+            set("thinking", Value::from_serialize(r));
+        }
+        set("role", Value::from(self.role.as_str()));
+        set("content", content);
+        for (k, v) in &self.fields {
+            set(k, Value::from_serialize(v));
+        }
+        if let Some(r) = &reasoning {
+            set("reasoning_content", Value::from_serialize(r));
+        }
+        Value::from_iter(map)
     }
     pub fn n_images(&self) -> usize {
         self.parts.iter().filter(|p| **p == Part::Image).count()

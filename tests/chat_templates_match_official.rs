@@ -29,6 +29,9 @@ struct Case {
 struct Msg {
     role: String,
     content: String,
+    /// Any other fields (`name`, `reasoning_content`, …).
+    #[serde(flatten)]
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -47,7 +50,7 @@ fn golden() -> Doc {
 #[test]
 fn every_golden_template_renders_byte_for_byte_as_transformers() {
     let doc = golden();
-    assert!(doc.cases.len() >= 13, "{} cases", doc.cases.len());
+    assert!(doc.cases.len() >= 14, "{} cases", doc.cases.len());
     let mut failures = Vec::new();
     for c in &doc.cases {
         let t = ChatTemplate::new(&c.template, &c.bos_token, &c.eos_token, &c.name)
@@ -56,7 +59,10 @@ fn every_golden_template_renders_byte_for_byte_as_transformers() {
         let messages: Vec<Message> = c
             .messages
             .iter()
-            .map(|m| Message::string(&m.role, &m.content))
+            .map(|m| Message {
+                fields: m.fields.clone().into_iter().collect(),
+                ..Message::string(&m.role, &m.content)
+            })
             .collect();
         let got = t.render(&messages, c.add_generation_prompt, None);
         match (&c.rendered, &c.error, got) {

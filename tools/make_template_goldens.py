@@ -39,6 +39,14 @@ NOT_ALTERNATING = [
     {"role": "user", "content": "b"},
 ]
 
+WITH_FIELDS = [
+    {"role": "user", "content": "q", "name": "bob"},
+    {"role": "assistant", "content": "a", "reasoning": "r1"},
+    {"role": "user", "content": "q2"},
+    {"role": "assistant", "content": "b", "thinking": "t2", "reasoning_content": "rc2"},
+    {"role": "assistant", "content": "c", "reasoning_content": None, "thinking": "t3"},
+]
+
 CASES = [
     # transformers compiles with trim_blocks=True, lstrip_blocks=True: a block tag's own line
     # (its indentation and its newline) leaves nothing behind
@@ -102,6 +110,11 @@ CASES = [
     ("tools_and_documents_are_none", CHAT[:1], False,
      "{% if tools is defined %}d{% endif %}{% if tools is none %}n{% endif %}{% if documents is not none %}x{% endif %}"
      "{% if tools is not none and tools|length > 0 %}T{% endif %}{% if tools %}t{% endif %}"),
+    # a message's other fields reach the template, reasoning under all its names
+    # (transformers' _alias_reasoning_fields)
+    ("message_fields_and_reasoning_aliases", WITH_FIELDS, True,
+     "{% for m in messages %}{{ m.role }}|{{ m.get('name', '-') }}|{{ m.reasoning_content }}|{{ m.thinking }}|"
+     "{{ m.reasoning | default('') }}|{{ m.content }};{% endfor %}"),
     ("undefined_values", CHAT[:1], False,
      "[{{ missing }}][{% if missing is defined %}d{% else %}u{% endif %}][{{ messages[0].missing }}]"
      "[{{ messages[0].get('missing', 'dflt') }}][{{ messages[0].missing | default('D') }}]"

@@ -370,6 +370,15 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
             role: role.to_string(),
             parts,
             plain,
+            fields: m
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| *k != "role" && *k != "content")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     let enable_thinking = v
