@@ -1079,3 +1079,72 @@ async fn clients_that_send_defaults_nulls_or_no_v1_prefix_get_the_same_answer() 
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
 }
+
+/// CORS is off unless `--cors-origin` names an origin: then that origin's pages may read answers,
+/// its preflights are answered without the API key, and other origins still get no headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_origins_are_allowed_only_when_named() {
+    let (dec, _) = converted("cors");
+    let http = reqwest::Client::new();
+    let allow = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let closed = start(&dec, None, &["--api-key", "k"]);
+    let r = http
+        .get(format!("{}/v1/models", closed.base))
+        .header("origin", "http://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r)), (200, None));
+    drop(closed);
+
+    let server = start(
+        &dec,
+        None,
+        &["--api-key", "k", "--cors-origin", "http://app.example"],
+    );
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/chat/completions", server.base),
+        )
+        .header("origin", "http://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(allow(&preflight).as_deref(), Some("http://app.example"));
+    let headers = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap();
+    assert!(headers.contains("authorization") && headers.contains("content-type"));
+    // the real request: allowed origin gets the header on success and on errors alike
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2});
+    for (key, want) in [("k", 200), ("wrong", 401)] {
+        let r = http
+            .post(format!("{}/v1/chat/completions", server.base))
+            .header("origin", "http://app.example")
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want);
+        assert_eq!(allow(&r).as_deref(), Some("http://app.example"));
+    }
+    let r = http
+        .get(format!("{}/v1/models", server.base))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r)), (200, None));
+}

@@ -75,6 +75,10 @@ struct Args {
     /// Fetch images given as http(s) URLs (off: only data: URLs), from public addresses only.
     #[arg(long = "allow-image-urls")]
     allow_image_urls: bool,
+    /// Let web pages from this origin read answers (CORS; repeatable, `*` for any). Off: no CORS
+    /// headers, so browser pages on other origins cannot use the server.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origin: Vec<String>,
     /// With --allow-image-urls: fetch from loopback, private and link-local addresses too (the
     /// server then reaches its own network on a client's behalf).
     #[arg(long = "image-url-allow-private", requires = "allow_image_urls")]
@@ -170,6 +174,7 @@ fn main() -> ExitCode {
             max_bytes: args.image_url_max_bytes as usize,
             allow_private: args.image_url_allow_private,
         }),
+        cors_origins: args.cors_origin.clone(),
         cache_ram: match args.cache_ram {
             -1 => usize::MAX,
             mib => (mib as usize).saturating_mul(1 << 20),

@@ -4,6 +4,7 @@
 //! official preprocessing, with the pixel budget checked from the header) and render the chat
 //! template; one engine thread ([`scheduler`]) runs the model with `--parallel` sequences.
 
+pub mod cors;
 pub mod image_url;
 pub mod metrics;
 pub mod openai;
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     pub kv_unified: bool,
     /// `--allow-image-urls` with its limits; None: `http(s)` image URLs are refused.
     pub image_urls: Option<ImageUrlLimits>,
+    /// `--cors-origin`: origins whose pages may read answers (empty: no CORS headers).
+    pub cors_origins: Vec<String>,
 }
 
 struct AppState {
@@ -127,6 +130,14 @@ pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Resu
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .with_state(state.clone());
+    let app = if cfg.cors_origins.is_empty() {
+        app
+    } else {
+        app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(cors::CorsOrigins(cfg.cors_origins.clone())),
+            cors::cors,
+        ))
+    };
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
         .map_err(|e| {
