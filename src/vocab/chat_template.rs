@@ -174,15 +174,6 @@ pub fn processor_template(dir: &Path) -> Result<Option<String>, VocabError> {
 pub fn template_special_tokens(
     tokenizer_config: Option<&Map<String, Value>>,
 ) -> Vec<(String, String)> {
-    const ATTRS: [&str; 7] = [
-        "bos_token",
-        "eos_token",
-        "unk_token",
-        "sep_token",
-        "pad_token",
-        "cls_token",
-        "mask_token",
-    ];
     let class = tokenizer_config
         .and_then(|tc| tc.get("tokenizer_class"))
         .and_then(Value::as_str)
@@ -195,7 +186,7 @@ pub fn template_special_tokens(
         }
     };
     let mut out = Vec::new();
-    for attr in ATTRS {
+    for attr in super::SPECIAL_TOKENS_ATTRIBUTES {
         let text = match tokenizer_config.and_then(|tc| tc.get(attr)) {
             Some(Value::String(s)) => Some(s.clone()),
             Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_string),

@@ -586,19 +586,22 @@ fn loaded_added_tokens<'a>(
     loaded
 }
 
+/// transformers' `SPECIAL_TOKENS_ATTRIBUTES`, in its order.
+const SPECIAL_TOKENS_ATTRIBUTES: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
+
 /// The texts of the special tokens tokenizer_config.json names, in transformers' order
 /// (`SPECIAL_TOKENS_ATTRIBUTES`, then `additional_special_tokens`, then transformers 5's
 /// `extra_special_tokens`). Each is a string or an AddedToken object with a `content`.
 fn named_special_tokens(tc: &Map<String, Value>) -> Vec<&str> {
-    const NAMED: [&str; 7] = [
-        "bos_token",
-        "eos_token",
-        "unk_token",
-        "sep_token",
-        "pad_token",
-        "cls_token",
-        "mask_token",
-    ];
+    const NAMED: [&str; 7] = SPECIAL_TOKENS_ATTRIBUTES;
     fn text(value: &Value) -> Option<&str> {
         match value {
             Value::String(s) => Some(s),
