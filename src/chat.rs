@@ -49,31 +49,27 @@ pub struct Message {
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
 impl Message {
-    /// A user turn: one image part per image, before the text (as the official processor does).
+    /// A user turn: one image part per image, before the text (as the official processor does);
+    /// without images, the text as a plain string (see [`Message::text`]).
     pub fn user(n_images: usize, text: &str) -> Message {
         let mut parts = vec![Part::Image; n_images];
         parts.push(Part::Text(text.to_string()));
         Message {
             role: "user".into(),
             parts,
-            plain: false,
+            plain: n_images == 0,
             fields: Vec::new(),
         }
     }
-    /// A text-only turn whose content is a list with one text part.
+    /// A text-only turn, its content a plain string as `apply_chat_template` callers write it: a
+    /// plain decoder's template (Mistral's, Llama's) reads only strings, and the vision families'
+    /// templates render a string as they render one text part.
     pub fn text(role: &str, text: &str) -> Message {
         Message {
             role: role.into(),
             parts: vec![Part::Text(text.to_string())],
-            plain: false,
-            fields: Vec::new(),
-        }
-    }
-    /// A turn whose content is a plain string.
-    pub fn string(role: &str, text: &str) -> Message {
-        Message {
             plain: true,
-            ..Message::text(role, text)
+            fields: Vec::new(),
         }
     }
     /// The message as the template sees it: `{"role", "content"}` in that order (templates that

@@ -61,7 +61,7 @@ fn every_golden_template_renders_byte_for_byte_as_transformers() {
             .iter()
             .map(|m| Message {
                 fields: m.fields.clone().into_iter().collect(),
-                ..Message::string(&m.role, &m.content)
+                ..Message::text(&m.role, &m.content)
             })
             .collect();
         let got = t.render(&messages, c.add_generation_prompt, None);
@@ -108,13 +108,43 @@ fn string_and_part_content_reach_the_template_as_given() {
     let got = t
         .render(
             &[
-                Message::string("user", "hi"),
                 Message::text("user", "hi"),
+                Message {
+                    plain: false,
+                    ..Message::text("user", "hi")
+                },
                 Message::user(2, "x"),
+                Message::user(0, "y"),
             ],
             false,
             None,
         )
         .unwrap();
-    assert_eq!(got, "S:hi;L:1;L:3;");
+    assert_eq!(got, "S:hi;L:1;L:3;S:y;");
+}
+
+/// artemis-chat's text-only turns are plain strings, as `apply_chat_template` callers write them:
+/// a plain decoder's template that only reads strings (Mistral's `'[INST] ' + content`) renders
+/// them instead of failing on, or printing, a list of parts.
+#[test]
+fn a_text_only_turn_reaches_a_strings_only_template_as_a_string() {
+    let t = ChatTemplate::new(
+        "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}",
+        "<s>",
+        "</s>",
+        "t",
+    )
+    .unwrap();
+    let got = t
+        .render(
+            &[
+                Message::user(0, "hi"),
+                Message::text("assistant", "hello"),
+                Message::user(0, "again"),
+            ],
+            true,
+            None,
+        )
+        .unwrap();
+    assert_eq!(got, "<s>[INST] hi [/INST]hello</s>[INST] again [/INST]");
 }
