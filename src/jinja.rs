@@ -26,7 +26,26 @@ pub const TEMPLATE_FUEL: u64 = 20_000_000;
 /// A fresh environment configured as transformers configures its own.
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    // Jinja2's filters and globals that minijinja keeps in its contrib crate (truncate,
+    // striptags, wordcount, filesizeformat, cycler, joiner)
+    minijinja_contrib::add_to_environment(&mut env);
+    env.add_filter("center", |s: String, width: Option<usize>| {
+        py_center(&s, width.unwrap_or(80))
+    });
+    env.set_unknown_method_callback(|state, value, method, args| {
+        match (method, value.as_str(), args) {
+            ("center", Some(s), [w]) if value.kind() == ValueKind::String => {
+                let width = usize::try_from(w.clone()).map_err(|_| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        "center() takes an integer width",
+                    )
+                })?;
+                Ok(Value::from(py_center(s, width)))
+            }
+            _ => minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),
+        }
+    });
     // A template from a downloaded file must not run forever (nested huge loops).
     env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_trim_blocks(true);
@@ -148,6 +167,18 @@ pub fn rewrite_generation_tags(source: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Python's `str.center(width)` (and Jinja2's `center` filter): CPython puts the odd space of
+/// padding on the left only when both the padding and the width are odd.
+pub fn py_center(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if width <= n {
+        return s.to_string();
+    }
+    let marg = width - n;
+    let left = marg / 2 + (marg & width & 1);
+    format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left))
 }
 
 /// Python's `str(value)`: strings as they are, everything else as [`py_repr`].
@@ -516,6 +547,14 @@ mod tests {
             python_source("{{ \"a\\\nb\" }}x\\\ny{% set s = 'c\\\r\nd\\\\' %}"),
             "{{ \"ab\" }}x\\\ny{% set s = 'cd\\\\' %}"
         );
+    }
+
+    #[test]
+    fn center_pads_as_cpython() {
+        assert_eq!(py_center("abc", 6), " abc  ");
+        assert_eq!(py_center("abc", 7), "  abc  ");
+        assert_eq!(py_center("ab", 5), "  ab ");
+        assert_eq!(py_center("abcdef", 3), "abcdef");
     }
 
     #[test]
