@@ -77,16 +77,17 @@ impl Message {
     fn to_value(&self) -> minijinja::Value {
         use minijinja::Value;
         let content = match (self.plain, self.parts.as_slice()) {
-            (true, [Part::Text(t)]) => Value::from(t.as_str()),
-            // `"content": null` (an assistant turn that only called tools) stays None
-            (true, []) => Value::from(()),
-            _ => Value::from_iter(self.parts.iter().map(|p| match p {
+            (true, [Part::Text(t)]) => Some(Value::from(t.as_str())),
+            // `"content": null` (an assistant turn that only called tools): apply_chat_template
+            // drops None-valued keys, so the template sees no content at all
+            (true, []) => None,
+            _ => Some(Value::from_iter(self.parts.iter().map(|p| match p {
                 Part::Image => Value::from_iter([("type", Value::from("image"))]),
                 Part::Text(t) => Value::from_iter([
                     ("type", Value::from("text")),
                     ("text", Value::from(t.as_str())),
                 ]),
-            })),
+            }))),
         };
         // transformers' `_alias_reasoning_fields`: {"thinking": r, **message, "reasoning_content": r}
         let reasoning = REASONING_FIELDS.iter().find_map(|k| {
@@ -104,8 +105,10 @@ impl Message {
             set("thinking", Value::from_serialize(r));
         }
         set("role", Value::from(self.role.as_str()));
-        set("content", content);
-        for (k, v) in &self.fields {
+        if let Some(content) = content {
+            set("content", content);
+        }
+        for (k, v) in self.fields.iter().filter(|(_, v)| !v.is_null()) {
             set(k, Value::from_serialize(v));
         }
         if let Some(r) = &reasoning {

@@ -28,7 +28,7 @@ struct Case {
 #[derive(serde::Deserialize)]
 struct Msg {
     role: String,
-    content: String,
+    content: Option<String>,
     /// Any other fields (`name`, `reasoning_content`, …).
     #[serde(flatten)]
     fields: serde_json::Map<String, serde_json::Value>,
@@ -59,9 +59,13 @@ fn every_golden_template_renders_byte_for_byte_as_transformers() {
         let messages: Vec<Message> = c
             .messages
             .iter()
-            .map(|m| Message {
-                fields: m.fields.clone().into_iter().collect(),
-                ..Message::text(&m.role, &m.content)
+            .map(|m| {
+                let mut msg = Message::text(&m.role, m.content.as_deref().unwrap_or(""));
+                if m.content.is_none() {
+                    msg.parts.clear(); // `"content": null`
+                }
+                msg.fields = m.fields.clone().into_iter().collect();
+                msg
             })
             .collect();
         let got = t.render(&messages, c.add_generation_prompt, None);

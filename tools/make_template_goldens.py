@@ -45,6 +45,7 @@ WITH_FIELDS = [
     {"role": "user", "content": "q2"},
     {"role": "assistant", "content": "b", "thinking": "t2", "reasoning_content": "rc2"},
     {"role": "assistant", "content": "c", "reasoning_content": None, "thinking": "t3"},
+    {"role": "assistant", "content": None, "name": None},
 ]
 
 # Jinja2 filters, tests, methods and operators templates use (one line each in one template);
@@ -207,7 +208,7 @@ CASES = [
     # (transformers' _alias_reasoning_fields)
     ("message_fields_and_reasoning_aliases", WITH_FIELDS, True,
      "{% for m in messages %}{{ m.role }}|{{ m.get('name', '-') }}|{{ m.reasoning_content }}|{{ m.thinking }}|"
-     "{{ m.reasoning | default('') }}|{{ m.content }};{% endfor %}"),
+     "{{ m.reasoning | default('') }}|{{ m.content }}|{% if m.content is defined %}c{% endif %};{% endfor %}"),
     ("jinja2_filters_tests_and_operators", CHAT, False,
      "".join("{{ %s }}\n" % e for e in FILTER_EXPRS)),
     ("undefined_values", CHAT[:1], False,
@@ -326,20 +327,22 @@ def special_tokens_by_config(out: Path) -> list:
     return rows
 
 
+TOKENIZER = None
+
+
 def main() -> None:
+    global TOKENIZER
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "fixtures")
+    TOKENIZER = AutoTokenizer.from_pretrained(out / "tiny")
     cases = []
     for name, messages, add_gen, template in CASES:
         case = dict(name=name, template=template, messages=messages, add_generation_prompt=add_gen,
                     bos_token=BOS, eos_token=EOS)
         try:
-            rendered = render_jinja_template(
-                conversations=[messages], chat_template=template, add_generation_prompt=add_gen,
+            # the tokenizer's apply_chat_template: it drops None-valued keys, then renders
+            case["rendered"] = TOKENIZER.apply_chat_template(
+                messages, chat_template=template, add_generation_prompt=add_gen, tokenize=False,
                 bos_token=BOS, eos_token=EOS)
-            # transformers 5 returns (rendered list, generation indices)
-            if isinstance(rendered, tuple):
-                rendered = rendered[0]
-            case["rendered"] = rendered[0]
         except jinja2.exceptions.TemplateError as e:
             case["error"] = str(e)
         cases.append(case)
@@ -347,8 +350,8 @@ def main() -> None:
     strf = [dict(format=f, timestamp=t, rendered=datetime.fromtimestamp(t, timezone.utc).strftime(f))
             for f in STRFTIME_FORMATS for t in STRFTIME_TIMES]
     doc = {
-        "what": "transformers.utils.chat_template_utils.render_jinja_template(conversations=[messages], "
-                "chat_template=template, add_generation_prompt=..., bos_token=..., eos_token=...)",
+        "what": "AutoTokenizer(fixtures/tiny).apply_chat_template(messages, chat_template=template, "
+                "add_generation_prompt=..., tokenize=False, bos_token=..., eos_token=...)",
         "versions": {"transformers": transformers.__version__, "jinja2": jinja2.__version__},
         "cases": cases,
         "strftime": strf,
