@@ -32,6 +32,7 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("center", |s: String, width: Option<usize>| {
         py_center(&s, width.unwrap_or(80))
     });
+    env.add_filter("truncate", truncate);
     env.set_unknown_method_callback(|state, value, method, args| {
         match (method, value.as_str(), args) {
             ("center", Some(s), [w]) if value.kind() == ValueKind::String => {
@@ -179,6 +180,59 @@ pub fn py_center(s: &str, width: usize) -> String {
     let marg = width - n;
     let left = marg / 2 + (marg & width & 1);
     format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left))
+}
+
+/// Jinja2's `truncate(s, length=255, killwords=False, end='...', leeway=5)`, positional or by
+/// name: a string within `length + leeway` characters is kept; otherwise it is cut to
+/// `length - len(end)` characters, back to the last space unless `killwords`, and `end` appended.
+fn truncate(
+    s: String,
+    args: minijinja::value::Rest<Value>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        match kwargs.get::<Option<Value>>(name)? {
+            Some(v) => Ok(Some(v)),
+            None => Ok(args.get(i).cloned()),
+        }
+    };
+    let bad = |what: &str| Error::new(ErrorKind::InvalidOperation, format!("truncate: {what}"));
+    let length = match arg(0, "length")? {
+        Some(v) => usize::try_from(v).map_err(|_| bad("length must be a non-negative integer"))?,
+        None => 255,
+    };
+    let killwords = arg(1, "killwords")?.is_some_and(|v| v.is_true());
+    let end = match arg(2, "end")? {
+        Some(v) => v
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| bad("end must be a string"))?,
+        None => "...".to_string(),
+    };
+    let leeway = match arg(3, "leeway")? {
+        Some(v) if !v.is_none() => {
+            usize::try_from(v).map_err(|_| bad("leeway must be a non-negative integer"))?
+        }
+        _ => 5,
+    };
+    kwargs.assert_all_used()?;
+    let chars: Vec<char> = s.chars().collect();
+    let end_len = end.chars().count();
+    if length < end_len {
+        return Err(bad("length is shorter than end"));
+    }
+    if chars.len() <= length + leeway {
+        return Ok(s);
+    }
+    let head: String = chars[..length - end_len].iter().collect();
+    if killwords {
+        return Ok(head + &end);
+    }
+    let kept = head
+        .rsplit_once(' ')
+        .map_or(head.as_str(), |(a, _)| a)
+        .to_string();
+    Ok(kept + &end)
 }
 
 /// Python's `str(value)`: strings as they are, everything else as [`py_repr`].

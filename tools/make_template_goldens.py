@@ -49,8 +49,13 @@ WITH_FIELDS = [
 ]
 
 # Jinja2 filters, tests, methods and operators templates use (one line each in one template);
-# printing tuples (`items`, `dictsort`) and `truncate` with a positional length are not matched
+# printing tuples (`items`, `dictsort`) is not matched
 FILTER_EXPRS = [
+    "'hello world'|truncate(8)",
+    "'hello big wide world'|truncate(9)",
+    "'hello big wide world'|truncate(9, true)",
+    "'hello big wide world'|truncate(12, false, '~', 0)",
+    "'hello big wide world'|truncate(length=10, end='…', leeway=1)",
     "messages|selectattr('role','equalto','system')|list|length",
     "messages|selectattr('role','eq','user')|map(attribute='content')|join('/')",
     "messages|rejectattr('role','equalto','system')|map(attribute='role')|list",
