@@ -265,6 +265,27 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         enable_thinking: Option<bool>,
     ) -> Result<String, ChatError> {
+        let mut kwargs = serde_json::Map::new();
+        if let Some(t) = enable_thinking {
+            kwargs.insert("enable_thinking".into(), t.into());
+        }
+        self.render_with(messages, add_generation_prompt, &kwargs)
+    }
+
+    /// Names the renderer itself sets, which template keyword arguments cannot replace
+    /// (transformers raises on them too).
+    pub const RESERVED: [&'static str; 4] =
+        ["messages", "add_generation_prompt", "tools", "documents"];
+
+    /// Renders `messages` with extra template variables, as `apply_chat_template(**kwargs)`
+    /// passes them: they override the special tokens of the same name. Names in
+    /// [`ChatTemplate::RESERVED`] are ignored.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, ChatError> {
         let tmpl = self
             .env
             .get_template("chat")
@@ -273,21 +294,28 @@ impl ChatTemplate {
                 message: e.to_string(),
             })?;
         let msgs = minijinja::Value::from_iter(messages.iter().map(Message::to_value));
-        let mut ctx = vec![
-            ("messages", msgs),
-            ("add_generation_prompt", add_generation_prompt.into()),
+        let mut ctx: Vec<(String, minijinja::Value)> = vec![
+            ("messages".into(), msgs),
+            ("add_generation_prompt".into(), add_generation_prompt.into()),
             // transformers always passes these (None without tools or documents), so a template's
             // `tools is defined` / `tools is not none` tests see what they see officially
-            ("tools", minijinja::Value::from(())),
-            ("documents", minijinja::Value::from(())),
+            ("tools".into(), minijinja::Value::from(())),
+            ("documents".into(), minijinja::Value::from(())),
         ];
         // the tokenizer's special tokens: a token the tokenizer does not have (e.g. Qwen's BOS)
         // is left undefined, as in transformers' special_tokens_map
         for (name, text) in &self.special_tokens {
-            ctx.push((name.as_str(), text.as_str().into()));
+            ctx.push((name.clone(), text.as_str().into()));
         }
-        if let Some(t) = enable_thinking {
-            ctx.push(("enable_thinking", t.into()));
+        for (name, value) in kwargs {
+            if Self::RESERVED.contains(&name.as_str()) {
+                continue;
+            }
+            let value = minijinja::Value::from_serialize(value);
+            match ctx.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = value,
+                None => ctx.push((name.clone(), value)),
+            }
         }
         tmpl.render(minijinja::Value::from_iter(ctx))
             .map_err(|e| ChatError::Template {

@@ -152,3 +152,29 @@ fn a_text_only_turn_reaches_a_strings_only_template_as_a_string() {
         .unwrap();
     assert_eq!(got, "<s>[INST] hi [/INST]hello</s>[INST] again [/INST]");
 }
+
+/// `chat_template_kwargs` reach the template as `apply_chat_template(**kwargs)` passes them: any
+/// name, any JSON value, overriding a special token of the same name; the renderer's own
+/// variables cannot be replaced.
+#[test]
+fn template_kwargs_become_variables_and_override_special_tokens() {
+    let t = ChatTemplate::new(
+        "{{ bos_token }}|{{ custom }}|{{ enable_thinking }}|{{ messages | length }}|{{ tools }}",
+        "<s>",
+        "</s>",
+        "t",
+    )
+    .unwrap();
+    let kwargs = serde_json::json!({
+        "bos_token": "X", "custom": [1, "a"], "enable_thinking": false,
+        "messages": [], "tools": "T"
+    });
+    let got = t
+        .render_with(
+            &[Message::user(0, "hi")],
+            false,
+            kwargs.as_object().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(got, "X|[1, 'a']|False|1|None");
+}

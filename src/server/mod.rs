@@ -435,7 +435,7 @@ async fn run(st: &Shared, req: Request, chat: bool) -> Result<Response, ApiError
             )
         })?;
         let rendered = template
-            .render(&req.messages, true, req.enable_thinking)
+            .render_with(&req.messages, true, &req.template_kwargs)
             .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
         let opens = rendered.trim_end().ends_with(openai::THINK_OPEN);
         let marked = match &info.placeholder {

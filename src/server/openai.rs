@@ -65,7 +65,9 @@ pub struct Request {
     pub max_tokens: Option<usize>,
     pub sampling: Sampling,
     pub stop: Vec<String>,
-    pub enable_thinking: Option<bool>,
+    /// `chat_template_kwargs`: extra template variables (`enable_thinking`, …), passed as
+    /// `apply_chat_template(**kwargs)` passes them.
+    pub template_kwargs: serde_json::Map<String, Value>,
     /// llama-server's extension: generate `max_tokens` tokens even past end-of-generation.
     pub ignore_eos: bool,
 }
@@ -381,10 +383,27 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
                 .unwrap_or_default(),
         });
     }
-    let enable_thinking = v
-        .get("chat_template_kwargs")
-        .and_then(|k| k.get("enable_thinking"))
-        .and_then(Value::as_bool);
+    let template_kwargs = match v.get("chat_template_kwargs") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(o)) => {
+            if let Some(k) = o
+                .keys()
+                .find(|k| crate::chat::ChatTemplate::RESERVED.contains(&k.as_str()))
+            {
+                return Err(ApiError::invalid(
+                    format!("chat_template_kwargs.{k}"),
+                    format!("{k} is set by the server and cannot be passed to the template"),
+                ));
+            }
+            o.clone()
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "chat_template_kwargs",
+                "chat_template_kwargs must be an object",
+            ))
+        }
+    };
     Ok(Request {
         messages,
         prompt: None,
@@ -394,7 +413,7 @@ pub fn chat_request(v: &Value) -> Result<Request, ApiError> {
         max_tokens,
         sampling,
         stop,
-        enable_thinking,
+        template_kwargs,
         ignore_eos: v
             .get("ignore_eos")
             .and_then(Value::as_bool)
@@ -430,7 +449,7 @@ pub fn completion_request(v: &Value) -> Result<Request, ApiError> {
         max_tokens,
         sampling,
         stop,
-        enable_thinking: None,
+        template_kwargs: serde_json::Map::new(),
         ignore_eos: v
             .get("ignore_eos")
             .and_then(Value::as_bool)
