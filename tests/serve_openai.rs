@@ -1063,6 +1063,30 @@ async fn clients_that_send_defaults_nulls_or_no_v1_prefix_get_the_same_answer() 
         .await
         .unwrap();
     assert_eq!(r["usage"]["completion_tokens"], 3, "{r}");
+    // several prompts, or token ids, get a 400 that says so
+    for (prompt, needle) in [
+        (json!(["a", "b"]), "one prompt per request"),
+        (json!([1, 2, 3]), "token-id prompts"),
+        (json!(["only one"]), ""),
+    ] {
+        let r = http
+            .post(format!("{}/v1/completions", server.base))
+            .json(&json!({"prompt": prompt, "max_tokens": 1}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if needle.is_empty() {
+            assert_eq!(status, 200, "{v}");
+        } else {
+            assert_eq!(status, 400, "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(needle),
+                "{v}"
+            );
+        }
+    }
     let r = http
         .post(format!("{}/v1/completions", server.base))
         .json(&json!({"prompt": "x", "echo": true}))

@@ -432,6 +432,21 @@ pub fn completion_request(v: &Value) -> Result<Request, ApiError> {
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
             a[0].as_str().unwrap_or("").to_string()
         }
+        Some(Value::Array(a)) if a.len() > 1 && a.iter().all(Value::is_string) => {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!(
+                    "{} prompts in one request; this server takes one prompt per request (send them as separate requests)",
+                    a.len()
+                ),
+            ))
+        }
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_number) => {
+            return Err(ApiError::invalid(
+                "prompt",
+                "token-id prompts are not supported; send the prompt as text",
+            ))
+        }
         Some(_) => return Err(ApiError::invalid("prompt", "prompt must be a string")),
         None => {
             return Err(ApiError {
