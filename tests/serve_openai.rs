@@ -517,6 +517,16 @@ async fn the_api_key_is_enforced_except_on_health_and_models() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // /metrics is behind the key too; /health and the model list are not (below)
+    let metrics = |key: Option<&'static str>| {
+        let mut req = http.get(format!("{}/metrics", server.base));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        req.send()
+    };
+    assert_eq!(metrics(None).await.unwrap().status(), 401);
+    assert_eq!(metrics(Some("s3cret")).await.unwrap().status(), 200);
     // the scheme is case-insensitive, and X-Api-Key is accepted as by llama-server
     for (header, value, want) in [
         ("authorization", "bearer s3cret", 200),

@@ -242,12 +242,13 @@ async fn models(State(st): State<Shared>) -> Response {
     respond(&st, Ok(Json(body).into_response()))
 }
 
-async fn metrics_text(State(st): State<Shared>) -> Response {
-    let body = st.metrics.render();
-    respond(
-        &st,
-        Ok(([("content-type", "text/plain; version=0.0.4")], body).into_response()),
-    )
+/// Behind the API key, as in llama-server: only `/health` and the model list are public.
+async fn metrics_text(State(st): State<Shared>, headers: HeaderMap) -> Response {
+    let r = authorize(&st, &headers).map(|()| {
+        let body = st.metrics.render();
+        ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+    });
+    respond(&st, r)
 }
 
 async fn not_found(State(st): State<Shared>) -> Response {
