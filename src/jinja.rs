@@ -52,16 +52,8 @@ pub fn environment() -> Environment<'static> {
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(false);
-    env.set_formatter(|out, _state, value| {
-        if value.is_undefined() {
-            return Ok(());
-        }
-        let text = match value.as_str() {
-            Some(s) => s.to_string(),
-            None => py_str(value),
-        };
-        out.write_str(&text).map_err(Error::from)
-    });
+    // undefined prints nothing, everything else as Python's str()
+    env.set_formatter(|out, _state, value| out.write_str(&py_str(value)).map_err(Error::from));
     env.add_function(
         "raise_exception",
         |message: String| -> Result<Value, Error> {
@@ -79,16 +71,13 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-/// The template source rewritten where Jinja2 (Python) and minijinja read it differently: the
-/// `{% generation %}` tags (see [`rewrite_generation_tags`]) and, inside tags, a backslash before
-/// a line break, which Python's string-literal rules drop together with the line break
-/// (`"…Paris.\⏎Your…"` in Mistral-Small-3.1's template is one line).
+/// The template source rewritten where Jinja2 (Python) and minijinja read it differently, one
+/// tag at a time: inside `{{ … }}` and `{% … %}`, a backslash before a line break, which Python's
+/// string-literal rules drop together with the line break (`"…Paris.\⏎Your…"` in
+/// Mistral-Small-3.1's template is one line); and transformers' `{% generation %}` /
+/// `{% endgeneration %}` tags, which become an always-true `if` block with the same whitespace
+/// control (`-`, `+`).
 pub fn python_source(source: &str) -> String {
-    join_continued_lines_in_tags(&rewrite_generation_tags(source))
-}
-
-/// Removes `\` + line break inside `{{ … }}` and `{% … %}` (an escaped backslash `\\` stays).
-fn join_continued_lines_in_tags(source: &str) -> String {
     let mut out = String::with_capacity(source.len());
     let mut rest = source;
     loop {
@@ -97,40 +86,18 @@ fn join_continued_lines_in_tags(source: &str) -> String {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => break,
         };
-        let close_pat = if rest[open..].starts_with("{{") {
-            "}}"
-        } else {
-            "%}"
-        };
         out.push_str(&rest[..open]);
         let tag = &rest[open..];
+        let statement = tag.starts_with("{%");
+        let close_pat = if statement { "%}" } else { "}}" };
         let Some(close) = tag[2..].find(close_pat).map(|i| i + 2 + close_pat.len()) else {
             out.push_str(tag);
             return out;
         };
-        let mut chars = tag[..close].chars().peekable();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.peek() {
-                Some('\n') => {
-                    chars.next();
-                }
-                Some('\r') => {
-                    chars.next();
-                    if chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                }
-                Some(&next) => {
-                    out.push(c);
-                    out.push(next);
-                    chars.next();
-                }
-                None => out.push(c),
-            }
+        let joined = join_continued_lines(&tag[..close]);
+        match statement.then(|| generation_as_if(&joined)).flatten() {
+            Some(rewritten) => out.push_str(&rewritten),
+            None => out.push_str(&joined),
         }
         rest = &tag[close..];
     }
@@ -138,36 +105,53 @@ fn join_continued_lines_in_tags(source: &str) -> String {
     out
 }
 
-/// The template source with transformers' `{% generation %}` / `{% endgeneration %}` tags turned
-/// into an always-true `if` block, keeping their whitespace control (`-`, `+`).
-pub fn rewrite_generation_tags(source: &str) -> String {
-    let mut out = String::with_capacity(source.len());
-    let mut rest = source;
-    while let Some(i) = rest.find("{%") {
-        out.push_str(&rest[..i]);
-        let tag = &rest[i..];
-        let Some(end) = tag.find("%}") else {
-            out.push_str(tag);
-            return out;
-        };
-        let inner = &tag[2..end];
-        let lead = inner.strip_prefix(['-', '+']).map_or("", |_| &inner[..1]);
-        let body = &inner[lead.len()..];
-        let trail = if body.ends_with(['-', '+']) {
-            &body[body.len() - 1..]
-        } else {
-            ""
-        };
-        let word = body[..body.len() - trail.len()].trim();
-        match word {
-            "generation" => write!(out, "{{%{lead} if true {trail}%}}").unwrap_or(()),
-            "endgeneration" => write!(out, "{{%{lead} endif {trail}%}}").unwrap_or(()),
-            _ => out.push_str(&tag[..end + 2]),
+/// One tag with every `\` + line break removed (an escaped backslash `\\` stays).
+fn join_continued_lines(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    let mut chars = tag.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
         }
-        rest = &tag[end + 2..];
+        match chars.peek() {
+            Some('\n') => {
+                chars.next();
+            }
+            Some('\r') => {
+                chars.next();
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+            }
+            Some(&next) => {
+                out.push(c);
+                out.push(next);
+                chars.next();
+            }
+            None => out.push(c),
+        }
     }
-    out.push_str(rest);
     out
+}
+
+/// `{% generation %}` → `{% if true %}`, `{%- endgeneration +%}` → `{%- endif +%}`; None for any
+/// other statement.
+fn generation_as_if(tag: &str) -> Option<String> {
+    let inner = &tag[2..tag.len() - 2];
+    let lead = inner.strip_prefix(['-', '+']).map_or("", |_| &inner[..1]);
+    let body = &inner[lead.len()..];
+    let trail = if body.ends_with(['-', '+']) {
+        &body[body.len() - 1..]
+    } else {
+        ""
+    };
+    let word = match body[..body.len() - trail.len()].trim() {
+        "generation" => "if true",
+        "endgeneration" => "endif",
+        _ => return None,
+    };
+    Some(format!("{{%{lead} {word} {trail}%}}"))
 }
 
 /// Python's `str.center(width)` (and Jinja2's `center` filter): CPython puts the odd space of
@@ -582,17 +566,11 @@ mod tests {
     #[test]
     fn generation_tags_become_if_blocks_with_their_whitespace_control() {
         assert_eq!(
-            rewrite_generation_tags("a{% generation %}b{%- endgeneration -%}c{%+ generation+%}"),
+            python_source("a{% generation %}b{%- endgeneration -%}c{%+ generation+%}"),
             "a{% if true %}b{%- endif -%}c{%+ if true +%}"
         );
-        assert_eq!(
-            rewrite_generation_tags("{% if x %}{{ y }}"),
-            "{% if x %}{{ y }}"
-        );
-        assert_eq!(
-            rewrite_generation_tags("unclosed {% tag"),
-            "unclosed {% tag"
-        );
+        assert_eq!(python_source("{% if x %}{{ y }}"), "{% if x %}{{ y }}");
+        assert_eq!(python_source("unclosed {% tag"), "unclosed {% tag");
     }
 
     #[test]
