@@ -96,25 +96,23 @@ impl Message {
                 .find(|(name, v)| name == k && !v.is_null())
                 .map(|(_, v)| v.clone())
         });
-        let mut map: Vec<(String, Value)> = Vec::new();
-        let mut set = |k: &str, v: Value| match map.iter_mut().find(|(n, _)| n == k) {
-            Some(slot) => slot.1 = v,
-            None => map.push((k.to_string(), v)),
-        };
-        if let Some(r) = &reasoning {
-            set("thinking", Value::from_serialize(r));
-        }
-        set("role", Value::from(self.role.as_str()));
-        if let Some(content) = content {
-            set("content", content);
-        }
-        for (k, v) in self.fields.iter().filter(|(_, v)| !v.is_null()) {
-            set(k, Value::from_serialize(v));
-        }
-        if let Some(r) = &reasoning {
-            set("reasoning_content", Value::from_serialize(r));
-        }
-        Value::from_iter(map)
+        // Built like the Python dict literal: a key given again keeps its place and takes the
+        // later value (minijinja's map keeps insertion order, `preserve_order`).
+        let reasoning = reasoning.as_ref().map(Value::from_serialize);
+        let pairs = reasoning
+            .clone()
+            .map(|r| ("thinking", r))
+            .into_iter()
+            .chain([("role", Value::from(self.role.as_str()))])
+            .chain(content.map(|c| ("content", c)))
+            .chain(
+                self.fields
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.as_str(), Value::from_serialize(v))),
+            )
+            .chain(reasoning.map(|r| ("reasoning_content", r)));
+        Value::from_iter(pairs)
     }
     pub fn n_images(&self) -> usize {
         self.parts.iter().filter(|p| **p == Part::Image).count()
@@ -307,14 +305,10 @@ impl ChatTemplate {
         for (name, text) in &self.special_tokens {
             ctx.push((name.clone(), text.as_str().into()));
         }
+        // later pairs replace earlier ones of the same name
         for (name, value) in kwargs {
-            if Self::RESERVED.contains(&name.as_str()) {
-                continue;
-            }
-            let value = minijinja::Value::from_serialize(value);
-            match ctx.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = value,
-                None => ctx.push((name.clone(), value)),
+            if !Self::RESERVED.contains(&name.as_str()) {
+                ctx.push((name.clone(), minijinja::Value::from_serialize(value)));
             }
         }
         tmpl.render(minijinja::Value::from_iter(ctx))
