@@ -34,15 +34,9 @@ pub enum TemplateOwner {
     Processor,
 }
 
-/// Named templates in load order; a later entry of the same name replaces an earlier one.
-type Named = Vec<(String, String)>;
-
-fn insert(named: &mut Named, name: String, template: String) {
-    match named.iter_mut().find(|(n, _)| *n == name) {
-        Some(slot) => slot.1 = template,
-        None => named.push((name, template)),
-    }
-}
+/// Named templates; a later insert of the same name replaces an earlier one (only which names
+/// exist and the one called "default" matter, not their order).
+type Named = std::collections::BTreeMap<String, String>;
 
 /// `additional_chat_templates/*.jinja`, by file stem.
 fn additional_templates(dir: &Path) -> Result<Named, VocabError> {
@@ -61,7 +55,7 @@ fn additional_templates(dir: &Path) -> Result<Named, VocabError> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        insert(&mut named, name, universal_newlines(read_text(&p)?));
+        named.insert(name, universal_newlines(read_text(&p)?));
     }
     Ok(named)
 }
@@ -70,7 +64,7 @@ fn additional_templates(dir: &Path) -> Result<Named, VocabError> {
 fn from_json_value(path: &Path, value: Option<&Value>) -> Result<Option<Named>, VocabError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(t)) => Ok(Some(vec![("default".into(), t.clone())])),
+        Some(Value::String(t)) => Ok(Some(Named::from([("default".into(), t.clone())]))),
         Some(Value::Array(choices)) => {
             let mut named = Named::new();
             for (i, choice) in choices.iter().enumerate() {
@@ -81,7 +75,9 @@ fn from_json_value(path: &Path, value: Option<&Value>) -> Result<Option<Named>, 
                     invalid(path, format!("chat_template[{i}] has no string \"name\""))
                 })?;
                 match choice.get("template") {
-                    Some(Value::String(t)) => insert(&mut named, name.to_string(), t.clone()),
+                    Some(Value::String(t)) => {
+                        named.insert(name.to_string(), t.clone());
+                    }
                     // transformers keeps it and fails only if asked to render it
                     Some(Value::Null) => {}
                     _ => {
@@ -100,11 +96,8 @@ fn from_json_value(path: &Path, value: Option<&Value>) -> Result<Option<Named>, 
 }
 
 /// The template rendered by default: the one named "default".
-fn default_of(named: Named) -> Option<String> {
-    named
-        .into_iter()
-        .find(|(n, _)| n == "default")
-        .map(|(_, t)| t)
+fn default_of(mut named: Named) -> Option<String> {
+    named.remove("default")
 }
 
 /// The tokenizer's template (see the module docs). `tokenizer_config` is tokenizer_config.json,
@@ -117,11 +110,10 @@ pub fn tokenizer_template(
     let mut named = Named::new();
     let jinja = dir.join("chat_template.jinja");
     if jinja.is_file() {
-        named.push(("default".into(), universal_newlines(read_text(&jinja)?)));
+        named.insert("default".into(), universal_newlines(read_text(&jinja)?));
     }
-    for (name, template) in additional_templates(dir)? {
-        insert(&mut named, name, template);
-    }
+    // an additional default.jinja replaces chat_template.jinja
+    named.extend(additional_templates(dir)?);
     if named.is_empty() {
         let value = tokenizer_config.and_then(|tc| tc.get("chat_template"));
         named = from_json_value(tokenizer_config_path, value)?.unwrap_or_default();
@@ -156,11 +148,8 @@ pub fn processor_template(dir: &Path) -> Result<Option<String>, VocabError> {
     let mut named = additional;
     let jinja = dir.join("chat_template.jinja");
     if jinja.is_file() {
-        insert(
-            &mut named,
-            "default".into(),
-            universal_newlines(read_text(&jinja)?),
-        );
+        // here chat_template.jinja replaces an additional default.jinja
+        named.insert("default".into(), universal_newlines(read_text(&jinja)?));
     }
     Ok(default_of(named))
 }
