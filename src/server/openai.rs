@@ -121,24 +121,18 @@ fn refuse_unsupported(v: &Value) -> Result<(), ApiError> {
         code: "unsupported_feature",
         ..ApiError::invalid(field, format!("{what} is not supported by artemis-serve"))
     };
-    if asked("logprobs") || asked("top_logprobs") {
-        let field = if asked("logprobs") {
-            "logprobs"
-        } else {
-            "top_logprobs"
-        };
-        return Err(unsupported(field, "returning log probabilities"));
-    }
-    if asked("tools") || asked("functions") {
-        let field = if asked("tools") { "tools" } else { "functions" };
-        return Err(unsupported(field, "tool calling"));
-    }
-    if asked("logit_bias") {
-        return Err(unsupported("logit_bias", "logit_bias"));
-    }
-    // /v1/completions' extras
-    if asked("echo") {
-        return Err(unsupported("echo", "echoing the prompt"));
+    // (fields, what): the first field of a group that asks is named in the error
+    let groups: [(&[&str], &str); 4] = [
+        (&["logprobs", "top_logprobs"], "returning log probabilities"),
+        (&["tools", "functions"], "tool calling"),
+        (&["logit_bias"], "logit_bias"),
+        // /v1/completions' extras
+        (&["echo"], "echoing the prompt"),
+    ];
+    for (fields, what) in groups {
+        if let Some(field) = fields.iter().find(|f| asked(f)) {
+            return Err(unsupported(field, what));
+        }
     }
     if v.get("suffix")
         .and_then(Value::as_str)
@@ -553,8 +547,6 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `usage`, with OpenAI's `prompt_tokens_details.cached_tokens`: prompt tokens reused from the
-/// sequence's cache (a follow-up turn with the same history and image).
 /// llama-server's `timings` object (prompt evaluation and generation speed of one request).
 pub fn timings(cached: usize, completion: usize, t: &crate::scheduler::Timings) -> Value {
     let per = |n: usize, ms: f64| {
@@ -568,6 +560,8 @@ pub fn timings(cached: usize, completion: usize, t: &crate::scheduler::Timings) 
     json!({"cache_n": cached, "prompt_n": t.prompt_n, "prompt_ms": t.prompt_ms, "prompt_per_token_ms": p_tok_ms, "prompt_per_second": p_per_s, "predicted_n": completion, "predicted_ms": t.predicted_ms, "predicted_per_token_ms": g_tok_ms, "predicted_per_second": g_per_s})
 }
 
+/// `usage`, with OpenAI's `prompt_tokens_details.cached_tokens`: prompt tokens reused from the
+/// sequence's cache (a follow-up turn with the same history and image).
 pub fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}})
 }
