@@ -739,7 +739,7 @@ fn start_job(
             slot.n_past = n_past;
             slot.history = units;
             metrics
-                .image_encode_ms
+                .image_encode_us
                 .fetch_add((encode_ms * 1000.0) as u64, Ordering::Relaxed);
         }
         Err(e) => {

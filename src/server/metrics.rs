@@ -14,7 +14,7 @@ pub struct Metrics {
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     /// Image encoding time, microseconds.
-    pub image_encode_ms: AtomicU64,
+    pub image_encode_us: AtomicU64,
     /// Requests whose prompt was restored from the host-memory prompt cache.
     pub prompt_cache_hits: AtomicU64,
     /// Bytes of KV state the prompt cache holds.
@@ -43,58 +43,54 @@ impl Metrics {
         {
             let _ = writeln!(s, "artemis_requests_total{{status=\"{code}\"}} {n}");
         }
-        let g = |s: &mut String, name: &str, kind: &str, help: &str, v: f64| {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let rows = [
+            (
+                "artemis_prompt_tokens_total",
+                "counter",
+                "Prompt tokens evaluated (text and image).",
+                load(&self.prompt_tokens),
+            ),
+            (
+                "artemis_completion_tokens_total",
+                "counter",
+                "Tokens generated.",
+                load(&self.completion_tokens),
+            ),
+            (
+                "artemis_queue_depth",
+                "gauge",
+                "Requests waiting for a sequence.",
+                self.queue_depth.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "artemis_active_sequences",
+                "gauge",
+                "Sequences generating.",
+                self.active.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "artemis_image_encode_seconds_total",
+                "counter",
+                "Time spent encoding images.",
+                load(&self.image_encode_us) / 1e6,
+            ),
+            (
+                "artemis_prompt_cache_hits_total",
+                "counter",
+                "Requests whose prompt was restored from the host-memory prompt cache.",
+                load(&self.prompt_cache_hits),
+            ),
+            (
+                "artemis_prompt_cache_bytes",
+                "gauge",
+                "KV state kept in the host-memory prompt cache.",
+                self.prompt_cache_bytes.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, v) in rows {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        };
-        g(
-            &mut s,
-            "artemis_prompt_tokens_total",
-            "counter",
-            "Prompt tokens evaluated (text and image).",
-            self.prompt_tokens.load(Ordering::Relaxed) as f64,
-        );
-        g(
-            &mut s,
-            "artemis_completion_tokens_total",
-            "counter",
-            "Tokens generated.",
-            self.completion_tokens.load(Ordering::Relaxed) as f64,
-        );
-        g(
-            &mut s,
-            "artemis_queue_depth",
-            "gauge",
-            "Requests waiting for a sequence.",
-            self.queue_depth.load(Ordering::Relaxed) as f64,
-        );
-        g(
-            &mut s,
-            "artemis_active_sequences",
-            "gauge",
-            "Sequences generating.",
-            self.active.load(Ordering::Relaxed) as f64,
-        );
-        g(
-            &mut s,
-            "artemis_image_encode_seconds_total",
-            "counter",
-            "Time spent encoding images.",
-            self.image_encode_ms.load(Ordering::Relaxed) as f64 / 1e6,
-        );
-        g(
-            &mut s,
-            "artemis_prompt_cache_hits_total",
-            "counter",
-            "Requests whose prompt was restored from the host-memory prompt cache.",
-            self.prompt_cache_hits.load(Ordering::Relaxed) as f64,
-        );
-        g(
-            &mut s,
-            "artemis_prompt_cache_bytes",
-            "gauge",
-            "KV state kept in the host-memory prompt cache.",
-            self.prompt_cache_bytes.load(Ordering::Relaxed) as f64,
-        );
+        }
         s
     }
 }
