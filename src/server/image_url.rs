@@ -119,20 +119,25 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// Limits on fetching `http(s)` image URLs.
+#[derive(Debug, Clone)]
+pub struct ImageUrlLimits {
+    /// For the whole fetch of one image (connect, redirects, body).
+    pub timeout: Duration,
+    pub max_bytes: usize,
+    /// `--image-url-allow-private`: fetch from loopback, private and link-local addresses too.
+    pub allow_private: bool,
+}
+
 /// Fetches image URLs within the configured limits.
 pub struct UrlFetcher {
     client: reqwest::Client,
-    max_bytes: usize,
-    timeout: Duration,
-    allow_private: bool,
+    limits: ImageUrlLimits,
 }
 
 impl UrlFetcher {
-    pub fn new(
-        timeout: Duration,
-        max_bytes: usize,
-        allow_private: bool,
-    ) -> Result<UrlFetcher, String> {
+    pub fn new(limits: &ImageUrlLimits) -> Result<UrlFetcher, String> {
+        let (timeout, allow_private) = (limits.timeout, limits.allow_private);
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > MAX_REDIRECTS {
                 attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
@@ -155,9 +160,7 @@ impl UrlFetcher {
             .map_err(|e| format!("--allow-image-urls: cannot set up the HTTP client: {e}"))?;
         Ok(UrlFetcher {
             client,
-            max_bytes,
-            timeout,
-            allow_private,
+            limits: limits.clone(),
         })
     }
 
@@ -175,7 +178,7 @@ impl UrlFetcher {
             if e.is_timeout() {
                 return fail(format!(
                     "fetching the image took longer than {} s",
-                    self.timeout.as_secs_f64()
+                    self.limits.timeout.as_secs_f64()
                 ));
             }
             // the innermost cause says what happened (refused, unknown host, bad scheme…)
@@ -192,7 +195,7 @@ impl UrlFetcher {
             fail(format!("fetching the image failed: {cause}"))
         };
         let parsed = reqwest::Url::parse(url).map_err(|e| fail(format!("not a valid URL: {e}")))?;
-        if !self.allow_private {
+        if !self.limits.allow_private {
             check_literal_host(&parsed).map_err(|e| forbidden(&e))?;
         }
         let mut resp = self.client.get(parsed).send().await.map_err(describe)?;
@@ -204,13 +207,13 @@ impl UrlFetcher {
         }
         if resp
             .content_length()
-            .is_some_and(|n| n > self.max_bytes as u64)
+            .is_some_and(|n| n > self.limits.max_bytes as u64)
         {
             return Err(self.too_big(param));
         }
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(describe)? {
-            if bytes.len() + chunk.len() > self.max_bytes {
+            if bytes.len() + chunk.len() > self.limits.max_bytes {
                 return Err(self.too_big(param));
             }
             bytes.extend_from_slice(&chunk);
@@ -225,7 +228,7 @@ impl UrlFetcher {
                 param,
                 format!(
                     "the image at the URL is larger than {} bytes (--image-url-max-bytes)",
-                    self.max_bytes
+                    self.limits.max_bytes
                 ),
             )
         }

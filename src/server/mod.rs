@@ -32,6 +32,7 @@ use crate::engine::{EngineOptions, ImagePrep, VisionOptions};
 use crate::scheduler::{
     Event, Job, ModelInfo, PreparedImage, Scheduler, SchedulerConfig, SubmitError,
 };
+pub use image_url::ImageUrlLimits;
 use image_url::{ImageSource, UrlFetcher};
 use metrics::Metrics;
 use openai::{ApiError, Request, ThinkSplitter};
@@ -83,7 +84,7 @@ type Shared = Arc<AppState>;
 /// (port 0 picks a free one).
 pub async fn serve(cfg: ServerConfig, on_bound: impl FnOnce(SocketAddr)) -> Result<(), String> {
     let fetcher = match &cfg.image_urls {
-        Some(l) => Some(UrlFetcher::new(l.timeout, l.max_bytes, l.allow_private)?),
+        Some(limits) => Some(UrlFetcher::new(limits)?),
         None => None,
     };
     let template = ChatTemplate::from_gguf(&cfg.model).ok();
@@ -331,16 +332,6 @@ async fn completions(
     }
     .await;
     respond(&st, r)
-}
-
-/// Limits on fetching `http(s)` image URLs.
-#[derive(Debug, Clone)]
-pub struct ImageUrlLimits {
-    /// For the whole fetch of one image (connect, redirects, body).
-    pub timeout: Duration,
-    pub max_bytes: usize,
-    /// `--image-url-allow-private`: fetch from loopback, private and link-local addresses too.
-    pub allow_private: bool,
 }
 
 /// The bytes of each image: inline ones as they are, URLs fetched (or refused).
