@@ -79,7 +79,7 @@ fn cases() -> Vec<Value> {
 #[test]
 fn each_template_file_layout_gives_the_template_transformers_renders() {
     let cases = cases();
-    assert!(cases.len() >= 20, "{} cases", cases.len());
+    assert!(cases.len() >= 25, "{} cases", cases.len());
     let root = temp_dir("template-sources");
     let mut failures = Vec::new();
     for case in &cases {
@@ -90,14 +90,25 @@ fn each_template_file_layout_gives_the_template_transformers_renders() {
             "tokenizer" => {
                 lay_out(case, "tiny", &dir, false);
                 Vocab::from_checkpoint_dir(&dir, 768, AddSpecialOverride::default())
-                    .unwrap_or_else(|e| panic!("{name}: {e}"))
-                    .chat_template
+                    .map(|v| v.chat_template)
+                    .map_err(|e| e.to_string())
             }
             _ => {
                 lay_out(case, "llava_qwen3", &dir, false);
-                processor_template(&dir).unwrap_or_else(|e| panic!("{name}: {e}"))
+                processor_template(&dir).map_err(|e| e.to_string())
             }
         };
+        // where transformers refuses to load the files, so does the converter, naming them
+        if case.get("load_error").is_some() {
+            match got {
+                Err(e)
+                    if e.contains("chat_template.json")
+                        && e.contains("additional_chat_templates") => {}
+                other => failures.push(format!("{name}: want a load error, got {other:?}")),
+            }
+            continue;
+        }
+        let got = got.unwrap_or_else(|e| panic!("{name}: {e}"));
         let want = case["rendered"].as_str();
         if got.as_deref() != want {
             failures.push(format!("{name}: want {want:?}, got {got:?}"));

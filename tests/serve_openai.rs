@@ -395,6 +395,8 @@ async fn malformed_requests_get_their_4xx_json_error_and_the_server_keeps_servin
         ("tools given", json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}).to_string(), 400, "unsupported_feature"),
         ("JSON mode", json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}).to_string(), 400, "unsupported_feature"),
         ("logit_bias given", json!({"messages": [{"role": "user", "content": "x"}], "logit_bias": {"42": -100}}).to_string(), 400, "unsupported_feature"),
+        ("suffix given", json!({"messages": [{"role": "user", "content": "x"}], "suffix": "end"}).to_string(), 400, "unsupported_feature"),
+        ("best_of 2", json!({"messages": [{"role": "user", "content": "x"}], "best_of": 2}).to_string(), 400, "unsupported_feature"),
         ("chat_template_kwargs not an object", json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": true}).to_string(), 400, "invalid_value"),
         ("chat_template_kwargs replacing messages", json!({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {"messages": []}}).to_string(), 400, "invalid_value"),
     ];

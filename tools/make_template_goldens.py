@@ -258,6 +258,7 @@ SOURCE_CASES = [
     ("processor_additional_only", "processor", ABSENT, None, None, ABSENT, {"default": "ADD_DEFAULT", "x": "ADD_X"}),
     ("processor_additional_without_default", "processor", ABSENT, None, None, ABSENT, {"x": "ADD_X"}),
     ("processor_json_list", "processor", ABSENT, None, L, ABSENT, {}),
+    ("processor_json_with_additional_refused", "processor", ABSENT, None, "JSON", ABSENT, {"x": "ADD_X"}),
 ]
 
 
@@ -293,15 +294,23 @@ def source_cases(fixtures: Path) -> list:
                 (d / "additional_chat_templates").mkdir()
                 for k, v in extra.items():
                     (d / "additional_chat_templates" / f"{k}.jinja").write_text(v)
-            obj = AutoTokenizer.from_pretrained(d) if owner == "tokenizer" else AutoProcessor.from_pretrained(d)
-            msgs = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+            rendered, load_error = None, None
             try:
-                rendered = obj.apply_chat_template(msgs, tokenize=False)
-            except Exception:
-                rendered = None
-            rows.append(dict(name=name, owner=owner, tokenizer_config=tc_t, chat_template_jinja=jinja,
-                             chat_template_json=json_t, processor_config=pc_t, additional=extra,
-                             rendered=rendered))
+                obj = AutoTokenizer.from_pretrained(d) if owner == "tokenizer" else AutoProcessor.from_pretrained(d)
+            except ValueError as e:
+                load_error = str(e)
+            else:
+                msgs = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
+                try:
+                    rendered = obj.apply_chat_template(msgs, tokenize=False)
+                except Exception:
+                    rendered = None
+            row = dict(name=name, owner=owner, tokenizer_config=tc_t, chat_template_jinja=jinja,
+                       chat_template_json=json_t, processor_config=pc_t, additional=extra,
+                       rendered=rendered)
+            if load_error is not None:
+                row["load_error"] = load_error
+            rows.append(row)
             print(f"{name:44s} {owner:9s} -> {rendered!r}")
     return rows
 
